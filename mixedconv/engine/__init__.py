@@ -1,0 +1,4 @@
+"""Optimizer constructors and hooks."""
+from .layer_decay import LayerDecayOptimWrapperConstructor
+
+__all__ = ["LayerDecayOptimWrapperConstructor"]

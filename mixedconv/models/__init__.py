@@ -1,0 +1,1 @@
+from . import backbones, heads, necks, selfsup  # noqa: F401

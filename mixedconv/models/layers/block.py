@@ -1,0 +1,68 @@
+"""The pre-norm transformer block shared by ConvViT stage 3, PlainViT and the MAE-style
+decoders (timm parameter names: norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2, ls1/ls2)."""
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath, LayerScale, Mlp
+
+from .attention import Attention
+from .window import window_partition, window_unpartition
+
+LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
+
+
+class Block(nn.Module):
+    """``x + drop_path(ls1(attn(norm1(x))))`` then ``x + drop_path(ls2(mlp(norm2(x))))``.
+
+    Args:
+        dim (int): channels C.
+        num_heads (int): attention heads.
+        mlp_ratio (float): hidden width of the MLP as a multiple of C.
+        qkv_bias (bool): bias in the qkv projection.
+        drop_path (float): stochastic depth rate of both branches.
+        layer_scale_init (float | None): initial LayerScale value; None disables it.
+        window_size (int): 0 for global attention, otherwise the side S of the
+            non-overlapping windows the (H, W) token map is cut into (ViTDet).
+        rel_pos_grid (tuple[int, int] | None): grid of the relative position bias
+            (the window for windowed blocks); None disables it.
+        attn_layer (type): attention class; must take (dim, num_heads, qkv_bias, rel_pos_grid).
+    """
+
+    def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=True, drop_path=0.,
+                 layer_scale_init=None, window_size=0, rel_pos_grid=None, attn_layer=Attention):
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = LayerNorm6(dim)
+        self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, rel_pos_grid=rel_pos_grid)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = LayerNorm6(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+
+    def attention(self, x, grid_hw=None, **attn_kwargs):
+        """Attention branch on (B, N, C); windows need ``grid_hw`` with N = H*W (no CLS)."""
+        if not self.window_size:
+            return self.attn(x, grid_hw=grid_hw, **attn_kwargs)
+        if grid_hw is None or grid_hw[0] * grid_hw[1] != x.shape[1]:
+            raise ValueError('window attention needs the token grid, and no extra tokens')
+        b, _, c = x.shape
+        windows, padded = window_partition(x.view(b, *grid_hw, c), self.window_size)
+        windows = self.attn(windows, grid_hw=(self.window_size, self.window_size), **attn_kwargs)
+        return window_unpartition(windows, self.window_size, padded, grid_hw).view(b, -1, c)
+
+    def forward(self, x, grid_hw=None, **attn_kwargs):
+        """x: (B, N, C) -> (B, N, C)."""
+        x = x + self.drop_path(self.ls1(self.attention(self.norm1(x), grid_hw, **attn_kwargs)))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+def run_blocks(blocks, x, with_cp=False, **kwargs):
+    """Run ``blocks`` in order, with activation checkpointing in training if ``with_cp``."""
+    for blk in blocks:
+        if with_cp and x.requires_grad and torch.is_grad_enabled():
+            x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False, **kwargs)
+        else:
+            x = blk(x, **kwargs)
+    return x

@@ -1,0 +1,75 @@
+"""Absolute position embeddings: fixed 2-D sin-cos tables and resizing of learned ones."""
+import torch
+import torch.nn.functional as F
+
+
+def sincos_pos_embed_2d(embed_dim, grid_hw, cls_token=False):
+    """Fixed 2-D sin-cos position embedding (MAE, He et al. 2022, appendix A.1).
+
+    Half of the channels encode the row, half the column; each half is a 1-D sin-cos code
+    with frequencies ``1 / 10000 ** (2i / (D / 2))``.
+
+    Args:
+        embed_dim (int): channels D, a multiple of 4.
+        grid_hw (tuple[int, int]): token grid (H, W).
+        cls_token (bool): prepend an all-zero row for a class token.
+
+    Returns:
+        Tensor: (1, H*W (+1), D), float32.
+    """
+    if embed_dim % 4:
+        raise ValueError(f'sin-cos position embedding needs embed_dim % 4 == 0, got {embed_dim}')
+    h, w = grid_hw
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                                torch.arange(w, dtype=torch.float64), indexing='ij')
+    quarter = embed_dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+
+    def code(pos):
+        angles = pos.reshape(-1, 1) * omega[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    # column code first, as in the MAE reference, so fixed tables match released checkpoints
+    table = torch.cat([code(cols), code(rows)], dim=1)
+    if cls_token:
+        table = torch.cat([table.new_zeros(1, embed_dim), table], dim=0)
+    return table.float().unsqueeze(0)
+
+
+def resize_pos_embed(pos_embed, src_hw, dst_hw, num_extra_tokens=0):
+    """Resize a learned/fixed position embedding from grid ``src_hw`` to ``dst_hw`` (bicubic).
+
+    Args:
+        pos_embed (Tensor): (1, num_extra_tokens + Hs*Ws, D).
+        src_hw, dst_hw (tuple[int, int]): source and target token grids.
+        num_extra_tokens (int): leading tokens (class token) that are kept as they are.
+
+    Returns:
+        Tensor: (1, num_extra_tokens + Hd*Wd, D).
+    """
+    src_hw, dst_hw = tuple(src_hw), tuple(dst_hw)
+    n_grid = pos_embed.shape[1] - num_extra_tokens
+    if n_grid != src_hw[0] * src_hw[1]:
+        raise ValueError(f'position embedding has {n_grid} grid tokens, which does not fit the '
+                         f'{src_hw[0]}x{src_hw[1]} grid it is said to come from')
+    if src_hw == dst_hw:
+        return pos_embed
+    extra, grid = pos_embed[:, :num_extra_tokens], pos_embed[:, num_extra_tokens:]
+    grid = grid.reshape(1, *src_hw, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=dst_hw, mode='bicubic', align_corners=False)
+    grid = grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)
+    return torch.cat([extra, grid], dim=1)
+
+
+def infer_grid(num_tokens, target_hw):
+    """Guess the square-ish grid of a checkpoint's ``num_tokens`` position table.
+
+    A square grid is assumed unless the table already has the target grid's size.
+    """
+    if num_tokens == target_hw[0] * target_hw[1]:
+        return tuple(target_hw)
+    side = int(round(num_tokens ** 0.5))
+    if side * side != num_tokens:
+        raise ValueError(f'cannot infer the grid of a position table with {num_tokens} tokens; '
+                         'it is neither square nor the size of the model grid')
+    return side, side

@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)
+from mixedconv.data import make_image_folder
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+    """16 generated 64x64 PNGs in 2 class folders (mmpretrain CustomDataset layout)."""
+    return make_image_folder(str(tmp_path_factory.mktemp('images')), num_images=16)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mm_state():
+    """Each test starts with no current mmengine logger/message hub left by another runner."""
+    yield
+    from mmengine.logging import MessageHub, MMLogger
+    MMLogger._instance_dict.clear()
+    MessageHub._instance_dict.clear()

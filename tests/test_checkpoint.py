@@ -1,0 +1,125 @@
+"""Safe checkpoint loading: mmengine checkpoints load weights-only, hostile pickles do not run."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+
+from mixedconv.checkpoint import (CheckpointError, export_encoder, safe_load,
+                                  unwrap_state_dict)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, 'tests', 'configs', 'tiny_resnet_classifier.py')
+
+
+def train(work_dir, data_root, *extra):
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir',
+           str(work_dir), '--cfg-options', f'data_root={data_root}',
+           f'train_dataloader.dataset.data_root={data_root}',
+           f'val_dataloader.dataset.data_root={data_root}',
+           f'test_dataloader.dataset.data_root={data_root}', *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, image_folder):
+    """A real mmengine run: 2 iterations of a tiny classifier, checkpoint at iteration 2."""
+    work_dir = tmp_path_factory.mktemp('run')
+    out = train(work_dir, image_folder)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work_dir
+
+
+def test_plain_torch_load_refuses_mmengine_checkpoint(trained):
+    """Guards the premise: torch's default weights-only load cannot read mmengine checkpoints."""
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(trained / 'iter_2.pth')
+
+
+def test_mmengine_loader_reads_its_checkpoint(trained):
+    ckpt = _load_checkpoint(str(trained / 'iter_2.pth'), map_location='cpu')
+    assert ckpt['meta']['iter'] == 2
+    assert 'log_scalars' in ckpt['message_hub']
+
+
+def test_resume_continues_from_checkpoint(trained, image_folder):
+    out = train(trained, image_folder, '--resume', str(trained / 'iter_2.pth'),
+                '--cfg-options', 'train_cfg.max_iters=4')
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert safe_load(trained / 'iter_4.pth')['meta']['iter'] == 4
+
+
+def test_auto_resume_finds_latest(trained, image_folder):
+    out = train(trained, image_folder, '--resume', '--cfg-options', 'train_cfg.max_iters=4')
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'resumed epoch: 0, iter: 4' in out.stdout + out.stderr
+
+
+def test_test_tool_evaluates_checkpoint(trained, image_folder):
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'test.py'), CONFIG,
+           str(trained / 'iter_2.pth'), '--work-dir', str(trained / 'test'),
+           '--cfg-options', f'test_dataloader.dataset.data_root={image_folder}']
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'accuracy/top1' in out.stdout + out.stderr
+
+
+class _Payload:
+    """Pickles to a call that creates a file: what a hostile checkpoint would do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_malicious_checkpoint_refused_and_payload_not_run(tmp_path):
+    marker = tmp_path / 'pwned'
+    ckpt = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'x': _Payload(str(marker))}, ckpt)
+    assert not marker.exists()
+    for load in (lambda: safe_load(ckpt),
+                 lambda: CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')):
+        with pytest.raises(CheckpointError, match=r'refused to load .*evil\.pth.*io\.open'):
+            load()
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_names_file(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.randn(1000)}}, good)
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r'bad\.pth is truncated or corrupt'):
+        safe_load(bad)
+
+
+def test_missing_checkpoint_names_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        safe_load(tmp_path / 'nope.pth')
+
+
+@pytest.mark.parametrize('wrap', [lambda sd: {'model': sd}, lambda sd: {'state_dict': sd},
+                                  lambda sd: sd, lambda sd: {'state_dict': {
+                                      f'module.{k}': v for k, v in sd.items()}}])
+def test_unwrap_state_dict_layouts(wrap):
+    sd = {'a.weight': torch.ones(2), 'b': torch.zeros(1)}
+    assert unwrap_state_dict(wrap(sd)).keys() == sd.keys()
+
+
+def test_export_encoder_keeps_backbone_only(tmp_path):
+    src = tmp_path / 'pretrain.pth'
+    torch.save({'meta': {'iter': 1}, 'state_dict': {
+        'backbone.blocks.0.w': torch.ones(2), 'neck.decoder.w': torch.ones(3)}}, src)
+    export_encoder(src, tmp_path / 'enc.pth')
+    exported = safe_load(tmp_path / 'enc.pth')
+    assert list(exported) == ['model'] and list(exported['model']) == ['blocks.0.w']
+    assert torch.equal(exported['model']['blocks.0.w'], torch.ones(2))
+    with pytest.raises(CheckpointError, match="no 'backbone.' keys"):
+        export_encoder(tmp_path / 'enc.pth', tmp_path / 'enc2.pth')

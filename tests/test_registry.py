@@ -1,0 +1,32 @@
+"""mixedconv components are buildable from all three libraries and clash with none of them."""
+import importlib
+
+import pytest
+from mmengine.registry import DefaultScope
+
+from mixedconv.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils'}
+
+
+def ours(registry):
+    return sorted(n for n, c in registry.module_dict.items() if c.__module__.startswith('mixedconv'))
+
+
+def test_components_registered():
+    names = ours(MODELS)
+    for expected in ('PixelDecoder',):
+        assert expected in names
+    assert 'LayerDecayOptimWrapperConstructor' in ours(OPTIM_WRAPPER_CONSTRUCTORS)
+
+
+@pytest.mark.parametrize('lib', sorted(LIBS))
+def test_no_name_clash_and_buildable(lib):
+    importlib.import_module(LIBS[lib]).register_all_modules(init_default_scope=False)
+    registry_mod = importlib.import_module(f'{lib}.registry')
+    for root, child in ((MODELS, registry_mod.MODELS),
+                        (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS)):
+        for name in ours(root):
+            assert name not in child.module_dict, f'{name} clashes with {lib}'
+            with DefaultScope.overwrite_default_scope(lib):
+                assert child.get(name) is root.get(name)

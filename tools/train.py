@@ -1,0 +1,47 @@
+"""Train any mmpretrain, mmdet or mmseg config that uses mixedconv components.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.logging import print_log  # noqa: E402
+
+from mixedconv.launch import build_runner, load_config, parser  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = parser('Train a model')
+    p.add_argument('--resume', nargs='?', const='auto', default=None,
+                   help='resume from CKPT, or from the latest checkpoint in the work dir '
+                   'when no path is given')
+    p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args)
+    if args.amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper == 'AmpOptimWrapper':
+            print_log('--amp: the config already uses AmpOptimWrapper', logger='current')
+        elif wrapper != 'OptimWrapper':
+            raise ValueError(f'--amp cannot replace optim_wrapper type {wrapper}')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
