@@ -35,9 +35,24 @@ def _numpy_globals():
             *sorted(dtype_classes, key=lambda c: c.__name__)]
 
 
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_statistic(owner, name):
+    """Stands in for ``builtins.getattr`` while unpickling.
+
+    A ``HistoryBuffer`` pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``
+    etc.; only those resolve, any other ``getattr`` in a pickle is refused.
+    """
+    if owner is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr (on {owner!r}, {name!r})')
+
+
 def safe_globals():
     """The allow-list: exactly what mmengine 0.10 puts besides tensors in its checkpoints."""
-    return [HistoryBuffer, *_numpy_globals()]
+    return [HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'), *_numpy_globals()]
 
 
 _UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')

@@ -15,8 +15,9 @@ def image_folder(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _fresh_mm_state():
-    """Each test starts with no current mmengine logger/message hub left by another runner."""
+    """Each test starts without the logger, message hub or default scope of another runner."""
     yield
     from mmengine.logging import MessageHub, MMLogger
-    MMLogger._instance_dict.clear()
-    MessageHub._instance_dict.clear()
+    from mmengine.registry import DefaultScope
+    for managed in (MMLogger, MessageHub, DefaultScope):
+        managed._instance_dict.clear()

@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
@@ -123,3 +124,18 @@ def test_export_encoder_keeps_backbone_only(tmp_path):
     assert torch.equal(exported['model']['blocks.0.w'], torch.ones(2))
     with pytest.raises(CheckpointError, match="no 'backbone.' keys"):
         export_encoder(tmp_path / 'enc.pth', tmp_path / 'enc2.pth')
+
+
+class _GetattrPayload:
+    """Pickles to getattr(numpy.ndarray, 'tofile'), a method that writes files, on a class
+    that is itself allow-listed: the getattr stand-in must not resolve it."""
+
+    def __reduce__(self):
+        return (getattr, (np.ndarray, 'tofile'))
+
+
+def test_getattr_in_pickle_only_resolves_history_buffer_statistics(tmp_path):
+    ckpt = tmp_path / 'getattr.pth'
+    torch.save({'x': _GetattrPayload()}, ckpt)
+    with pytest.raises(CheckpointError, match=r'refused to load .*getattr\.pth.*builtins\.getattr'):
+        safe_load(ckpt)

@@ -15,7 +15,7 @@ def ours(registry):
 
 def test_components_registered():
     names = ours(MODELS)
-    for expected in ('PixelDecoder',):
+    for expected in ('ReconstructionDecoder',):
         assert expected in names
     assert 'LayerDecayOptimWrapperConstructor' in ours(OPTIM_WRAPPER_CONSTRUCTORS)
 

@@ -15,7 +15,7 @@ def _fixed_pos_embed(dim, grid_hw):
 
 
 @MODELS.register_module()
-class PixelDecoder(BaseModule):
+class ReconstructionDecoder(BaseModule):
     """MAE decoder (He et al. 2022, sec. 3): embed the visible tokens, put a shared mask token at
     every removed position, add a fixed 2-D sin-cos position embedding for the input's grid,
     run ``depth`` transformer blocks and predict the ``p*p*C`` pixels of every patch.

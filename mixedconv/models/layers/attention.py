@@ -54,12 +54,12 @@ class RelativePositionBias(nn.Module):
         key = prefix + 'relative_position_bias_table'
         if key in state_dict:
             table = state_dict[key]
-            src = _grid_of_table(table.shape[0], self.grid_hw)
+            src = grid_of_table(table.shape[0], self.grid_hw)
             state_dict[key] = self.resize_table(table, src, self.grid_hw)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _grid_of_table(rows, target_hw):
+def grid_of_table(rows, target_hw):
     """Grid (H, W) whose offset table has ``rows`` rows (square unless it is the target)."""
     if rows == (2 * target_hw[0] - 1) * (2 * target_hw[1] - 1):
         return target_hw

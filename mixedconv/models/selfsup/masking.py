@@ -13,7 +13,7 @@ def random_masking(batch_size, num_tokens, mask_ratio, device=None, generator=No
     Returns:
         tuple:
             ids_keep (Tensor): (B, L) long, kept token indices, in shuffled order.
-            ids_restore (Tensor): (B, N) long, undoes the shuffle (see ``PixelDecoder``).
+            ids_restore (Tensor): (B, N) long, undoes the shuffle (see ``ReconstructionDecoder``).
             mask (Tensor): (B, N) float, 1 = removed, 0 = kept, in image order.
     """
     if not 0 <= mask_ratio < 1:

@@ -1,0 +1,35 @@
+# Fine-tuning of an MAE ViT-B/16 encoder on ImageNet-1K with the toolkit's PlainViT (MAE
+# protocol, mixedae.md): 100 epochs, batch 1024 (8 x 128), AdamW lr 5e-4 x 1024 / 256, wd 0.05,
+# layer decay 0.65, drop path 0.1, mean pooling, RandAugment, mixup 0.8, cutmix 1.0, label
+# smoothing 0.1, random erasing 0.25 (mmpretrain's MAE benchmark, whose data and schedule this
+# inherits). The checkpoint of mmpretrain's MAE (MAEViT names) is renamed by PlainViT on load.
+_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
+
+custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
+
+# a pretraining checkpoint (the backbone. prefix is stripped) or an exported encoder
+pretrained = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='PlainViT',
+        arch='base',
+        img_size=224,
+        patch_size=16,
+        out_type='avg_featmap',
+        final_norm=False,
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+
+# layer-wise lr decay; norms, biases, tokens and position embeddings get no weight decay
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 256, weight_decay=0.05, betas=(0.9, 0.999),
+                   eps=1e-8),
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.65))
+
+auto_scale_lr = dict(base_batch_size=1024)

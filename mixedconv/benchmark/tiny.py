@@ -1,0 +1,178 @@
+"""Shrink the real recipes to tiny models and images, for CPU tests and the embedded benchmark.
+
+The configs under ``configs/`` are the real recipes; :func:`shrink` rewrites only sizes
+(architecture, image size, batch, iterations, workers), data roots and what a CPU cannot run
+(AMP, SyncBN), so the tests and the embedded benchmark run the same components and pipelines
+as a real run.
+"""
+import torch
+from mmengine.logging import print_log
+
+SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
+ARCHS = {
+    'ConvViT': dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2)),
+    'PlainViT': dict(embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.),
+    # mmpretrain's MAE encoder, for the MAE baseline
+    'MAEViT': dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128),
+}
+DECODER = dict(embed_dim=32, depth=1, num_heads=2)
+HEAD_CHANNELS = 32
+COCO_CLASSES = ('rectangle', 'ellipse', 'triangle')
+# the first ADE20K classes: label values 1..4 of generated label maps keep their meaning
+ADE_CLASSES = ('wall', 'building', 'sky', 'floor')
+
+
+def _backbone_channels(backbone):
+    """Channels of the backbone's output maps, in output order."""
+    kind = backbone['type']
+    if kind == 'ConvViT':
+        dims = ARCHS['ConvViT']['embed_dims']
+        per_level = (dims[0], dims[1], dims[2], dims[2])
+        return [per_level[i] for i in backbone.get('out_indices', (2,))]
+    width = ARCHS['PlainViT']['embed_dim']
+    return [width] * len(backbone.get('out_indices', (0,)))
+
+
+def _shrink_backbone(backbone):
+    kind = backbone['type']
+    backbone['arch'] = ARCHS[kind]
+    if kind == 'MAEViT':
+        return
+    backbone['img_size'] = SIZE
+    if backbone.get('window_size'):
+        backbone['window_size'] = 2
+        backbone['global_blocks'] = (1, )
+    if kind == 'PlainViT' and backbone.get('out_indices'):
+        depth = ARCHS['PlainViT']['depth']
+        n = len(backbone['out_indices'])
+        backbone['out_indices'] = tuple(range(depth - n, depth))
+    if 'pyramid_norm_cfg' in backbone:
+        backbone['pyramid_norm_cfg'] = dict(type='BN')
+
+
+def no_amp_without_cuda(cfg):
+    """AmpOptimWrapper needs an accelerator: on CPU train in float32 (and say so)."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        print_log('no CUDA device: AmpOptimWrapper -> OptimWrapper (float32)', logger='current')
+        wrapper.type = 'OptimWrapper'
+        for key in ('dtype', 'loss_scale'):
+            wrapper.pop(key, None)
+
+
+def _loader(loader, batch_size):
+    loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    return loader
+
+
+def _base_dataset(loader):
+    """The dataset config under any RepeatDataset wrappers."""
+    dataset = loader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset.dataset
+    return dataset
+
+
+def shrink_pretrain(cfg, data_root, iters=2, batch_size=8):
+    """A pretraining config (mmpretrain): tiny encoder/decoder, 64 px, ``iters`` iterations."""
+    model = cfg.model
+    _shrink_backbone(model.backbone)
+    if model.get('neck', {}).get('type') == 'ReconstructionDecoder':
+        model.neck.update(DECODER)
+        if 'in_dim' in model.neck:
+            model.neck.in_dim = ARCHS['PlainViT']['embed_dim']
+    elif model.type == 'MAE':  # mmpretrain's own MAE
+        width = ARCHS['MAEViT']['embed_dims']
+        model.neck.update(num_patches=(SIZE // 16) ** 2, embed_dim=width, decoder_embed_dim=32,
+                          decoder_depth=1, decoder_num_heads=2)
+        model.head.update(norm_pix=True)
+    if 'hc_hidden_dim' in model:
+        model.update(hc_hidden_dim=32, hc_out_dim=16)
+    loader = _loader(cfg.train_dataloader, batch_size)
+    dataset = _base_dataset(loader)
+    dataset.update(data_root=data_root, data_prefix='train', ann_file='')
+    for step in dataset.pipeline:
+        if step['type'] == 'RandomResizedCrop':
+            step['scale'] = SIZE
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
+    _common(cfg, iters)
+    return cfg
+
+
+def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
+    """A Mask R-CNN (mmdet) or UperNet (mmseg) transfer config: tiny backbone and heads,
+    64 px images from a generated dataset at ``data_root``, ``iters`` training iterations
+    followed by one evaluation."""
+    model = cfg.model
+    _shrink_backbone(model.backbone)
+    channels = _backbone_channels(model.backbone)
+    if cfg.default_scope == 'mmdet':
+        _shrink_detection(cfg, data_root, channels)
+    elif cfg.default_scope == 'mmseg':
+        _shrink_segmentation(cfg, data_root, channels)
+    else:
+        raise ValueError(f'not a transfer config (default_scope {cfg.default_scope!r})')
+    _loader(cfg.train_dataloader, batch_size)
+    for split in ('val_dataloader', 'test_dataloader'):
+        _loader(cfg[split], 1)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                                end=iters)]
+    _common(cfg, iters)
+    return cfg
+
+
+def _shrink_detection(cfg, data_root, channels):
+    model = cfg.model
+    if model.neck.type == 'FPN':
+        model.neck.in_channels = channels
+    else:
+        model.neck.in_channels = channels[-1]
+    for augment in model.data_preprocessor.get('batch_augments') or []:
+        augment['size'] = (SIZE, SIZE)
+    heads = model.roi_head
+    heads.bbox_head.num_classes = len(COCO_CLASSES)
+    heads.mask_head.num_classes = len(COCO_CLASSES)
+    model.test_cfg.rcnn.score_thr = 0.0  # keep low-score boxes: a 2-step model is weak
+    metainfo = dict(classes=COCO_CLASSES)
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = _base_dataset(cfg[split])
+        dataset.update(data_root=data_root, metainfo=metainfo)
+        dataset.pop('filter_cfg', None)
+        for step in dataset.pipeline:
+            if step['type'] in ('RandomResize', 'Resize'):
+                step['scale'] = (SIZE, SIZE)
+            if step['type'] == 'RandomCrop':
+                step['crop_size'] = (SIZE, SIZE)
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        cfg[evaluator].ann_file = f'{data_root}/annotations/instances_val2017.json'
+    if cfg.train_dataloader.dataset.type == 'RepeatDataset':
+        cfg.train_dataloader.dataset.times = 1
+
+
+def _shrink_segmentation(cfg, data_root, channels):
+    model = cfg.model
+    crop = (SIZE, SIZE)
+    model.data_preprocessor.size = crop
+    for head in (model.decode_head, model.auxiliary_head):
+        head.update(norm_cfg=dict(type='BN', requires_grad=True), channels=HEAD_CHANNELS,
+                    num_classes=len(ADE_CLASSES))
+    model.decode_head.in_channels = channels
+    model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
+    model.test_cfg = dict(mode='slide', crop_size=crop, stride=(SIZE * 2 // 3,) * 2)
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = _base_dataset(cfg[split])
+        dataset.update(data_root=data_root, metainfo=dict(classes=ADE_CLASSES))
+        for step in dataset.pipeline:
+            if step['type'] in ('RandomResize', 'Resize'):
+                step['scale'] = (SIZE * 4, SIZE)
+            if step['type'] == 'RandomCrop':
+                step['crop_size'] = crop
+
+
+def _common(cfg, iters):
+    no_amp_without_cuda(cfg)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
+    cfg.pop('auto_scale_lr', None)
+    cfg.randomness = dict(seed=0)

@@ -1,0 +1,344 @@
+"""ConvViT, the hybrid convolution-transformer encoder of ConvMAE (Gao et al., NeurIPS 2022).
+
+Stages 1-2 are convolution blocks at strides 4 and 8, stage 3 is a plain ViT at stride 16 on
+the flattened stage-2 output. Parameter names follow the official checkpoints
+(``patch_embed1..4``, ``blocks1..3``, ``pos_embed``, ``norm``; ``fc_norm`` in fine-tuning), so
+released weights load without conversion.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...registry import MODELS
+from ..heads import init_transformer_
+from ..layers import (Block, CBlock, LayerNorm6, RelativePositionBias, infer_grid,
+                      map_to_blocks, resize_pos_embed, run_blocks, sincos_pos_embed_2d,
+                      strided_conv_blocks)
+from ..layers.attention import grid_of_table
+from .base import PretrainedBackbone
+
+STRIDE = 16
+
+
+class ConvPatchEmbed(nn.Module):
+    """Downsampling ``proj`` (conv, kernel = stride) -> LayerNorm over channels -> GELU.
+
+    Args:
+        in_channels (int): input channels.
+        embed_dim (int): output channels.
+        stride (int): kernel size and stride.
+    """
+
+    def __init__(self, in_channels, embed_dim, stride):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, stride, stride=stride)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        """(B, C_in, H, W) -> (B, C, H/stride, W/stride)."""
+        x = self.proj(x)
+        return self.act(self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+    def forward_blocks(self, x):
+        """Visible blocks (B, L, r, r, C_in) -> (B, L, r/stride, r/stride, C)."""
+        return self.act(self.norm(strided_conv_blocks(self.proj, x)))
+
+
+@MODELS.register_module()
+class ConvViT(PretrainedBackbone):
+    """ConvViT backbone for classification, detection and segmentation.
+
+    Usable from mmpretrain, mmdet and mmseg configs (``type='ConvViT'``). Any input whose sides
+    are multiples of 16 works: the stage-3 position embedding, stored for ``img_size``, is
+    resized bicubically for other grids.
+
+    Args:
+        arch (str | dict): ``'s'``, ``'b'``, ``'l'``, ``'h'`` (convmae.md sec. 1) or a dict with
+            ``embed_dims`` (3 widths), ``depths`` (3 block counts), ``num_heads`` (stage 3) and
+            ``mlp_ratios`` (3).
+        img_size (int | tuple[int, int]): size the stored position embedding is built for.
+        in_channels (int): image channels.
+        out_indices (Sequence[int]): levels to return, from 0 = stage 1 (stride 4),
+            1 = stage 2 (/8), 2 = stage 3 after ``norm`` (/16), 3 = a /32 level made from stage 3
+            by ``out_level4``.
+        out_type (str): ``'featmap'`` returns NCHW maps of ``out_indices``;
+            ``'avg_featmap'`` returns ``(B, C)`` = ``fc_norm`` of the mean stage-3 token (the
+            official fine-tuning head input; the model then has no ``norm``) and needs
+            ``out_indices=(2,)``.
+        out_level4 (str): ``'maxpool'`` (2x2 max-pool, the detection recipe) or ``'conv'``
+            (a new 3x3 stride-2 convolution ``level4_conv``, the segmentation recipe).
+        window_size (int): window side for stage-3 attention (ViTDet); 0 = global everywhere.
+        global_blocks (Sequence[int]): stage-3 blocks that keep global attention when
+            ``window_size`` is set.
+        use_rel_pos (bool): zero-initialised relative position bias in every stage-3 block
+            (window grid for windowed blocks, the ``img_size`` grid for global ones; resized
+            on load and for other input sizes).
+        layer_scale_init (float | None): LayerScale init value in stage 3; None disables it.
+        drop_path_rate (float): stochastic depth, linear from 0 over all blocks of the 3 stages.
+        learnable_pos_embed (bool): train the (sin-cos initialised) position embedding, as the
+            official fine-tuning does; it stays fixed in pretraining.
+        with_cp (bool): activation checkpointing of every block.
+        frozen_stages (int): freeze stages ``0..frozen_stages`` (patch embeds, blocks, and for
+            stage 2 also the position embedding and the final norms) and keep them in eval
+            mode; -1 freezes nothing.
+        init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` loads through
+            :func:`mixedconv.checkpoint.load_pretrained` (reports and rejects wrong
+            checkpoints).
+    """
+
+    arch_zoo = {
+        's': dict(embed_dims=(128, 256, 384), depths=(2, 2, 11), num_heads=6,
+                  mlp_ratios=(4, 4, 4)),
+        'b': dict(embed_dims=(256, 384, 768), depths=(2, 2, 11), num_heads=12,
+                  mlp_ratios=(4, 4, 4)),
+        'l': dict(embed_dims=(384, 768, 1024), depths=(2, 2, 23), num_heads=16,
+                  mlp_ratios=(8, 8, 4)),
+        'h': dict(embed_dims=(768, 1024, 1280), depths=(2, 2, 31), num_heads=16,
+                  mlp_ratios=(8, 8, 4)),
+    }
+    OUT_TYPES = ('featmap', 'avg_featmap')
+
+    def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
+                 out_type='featmap', out_level4='maxpool', window_size=0, global_blocks=(),
+                 use_rel_pos=False, layer_scale_init=None, drop_path_rate=0.,
+                 learnable_pos_embed=False, with_cp=False, frozen_stages=-1, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        arch = self._parse_arch(arch)
+        dims, depths = arch['embed_dims'], arch['depths']
+        self.embed_dims = dims
+        self.grid = self.grid_of((img_size, img_size) if isinstance(img_size, int)
+                                 else tuple(img_size))
+        self.out_indices = tuple(out_indices)
+        self.out_type = out_type
+        self.out_level4 = out_level4
+        self.with_cp = with_cp
+        self.frozen_stages = frozen_stages
+        self._check_outputs()
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.patch_embed1 = ConvPatchEmbed(in_channels, dims[0], 4)
+        self.patch_embed2 = ConvPatchEmbed(dims[0], dims[1], 2)
+        self.patch_embed3 = ConvPatchEmbed(dims[1], dims[2], 2)
+        self.patch_embed4 = nn.Linear(dims[2], dims[2])
+        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dims[2], self.grid),
+                                      requires_grad=learnable_pos_embed)
+        self.blocks1 = nn.ModuleList(
+            CBlock(dims[0], arch['mlp_ratios'][0], dpr[i]) for i in range(depths[0]))
+        self.blocks2 = nn.ModuleList(
+            CBlock(dims[1], arch['mlp_ratios'][1], dpr[depths[0] + i]) for i in range(depths[1]))
+        self.blocks3 = nn.ModuleList()
+        for i in range(depths[2]):
+            windowed = window_size > 0 and i not in global_blocks
+            rel_grid = (window_size, window_size) if windowed else self.grid
+            self.blocks3.append(Block(
+                dims[2], arch['num_heads'], arch['mlp_ratios'][2], qkv_bias=True,
+                drop_path=dpr[depths[0] + depths[1] + i], layer_scale_init=layer_scale_init,
+                window_size=window_size if windowed else 0,
+                rel_pos_grid=rel_grid if use_rel_pos else None))
+        if out_type == 'avg_featmap':
+            self.fc_norm = LayerNorm6(dims[2])
+        else:
+            self.norm = LayerNorm6(dims[2])
+        if 3 in self.out_indices and out_level4 == 'conv':
+            self.level4_conv = nn.Conv2d(dims[2], dims[2], 3, stride=2, padding=1)
+
+        # MAE/ConvMAE init: xavier Linear, unit LayerNorm, the stage-3 downsampling conv like
+        # a Linear layer (convmae.md sec. 2, item 8)
+        init_transformer_(self)
+        w = self.patch_embed3.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        self._freeze_stages()
+
+    # ----------------------------------------------------------------------------- config
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            if arch not in self.arch_zoo:
+                raise ValueError(f'unknown ConvViT arch {arch!r}; use one of '
+                                 f'{sorted(self.arch_zoo)} or a dict')
+            return self.arch_zoo[arch]
+        keys = {'embed_dims', 'depths', 'num_heads', 'mlp_ratios'}
+        if set(arch) != keys:
+            raise ValueError(f'a custom ConvViT arch needs exactly the keys {sorted(keys)}, '
+                             f'got {sorted(arch)}')
+        for key in ('embed_dims', 'depths', 'mlp_ratios'):
+            if len(arch[key]) != 3:
+                raise ValueError(f'arch[{key!r}] needs one value per stage (3), '
+                                 f'got {arch[key]}')
+        return dict(arch)
+
+    def _check_outputs(self):
+        if self.out_type not in self.OUT_TYPES:
+            raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got {self.out_type!r}')
+        if not self.out_indices or not set(self.out_indices) <= {0, 1, 2, 3}:
+            raise ValueError(f'out_indices must be a non-empty subset of (0, 1, 2, 3), '
+                             f'got {self.out_indices}')
+        if self.out_type == 'avg_featmap' and self.out_indices != (2,):
+            raise ValueError("out_type='avg_featmap' pools stage 3 only: use out_indices=(2,)")
+        if self.out_level4 not in ('maxpool', 'conv'):
+            raise ValueError(f"out_level4 must be 'maxpool' or 'conv', got {self.out_level4!r}")
+
+    @staticmethod
+    def grid_of(size_hw):
+        """Stage-3 grid (H/16, W/16) of an input (H, W); raises if a side is not a multiple."""
+        h, w = size_hw
+        if h % STRIDE or w % STRIDE:
+            raise ValueError(
+                f'ConvViT needs input sides that are multiples of {STRIDE}, got {h}x{w}; '
+                f'resize or pad the input (e.g. to {-(-h // STRIDE) * STRIDE}x'
+                f'{-(-w // STRIDE) * STRIDE})')
+        return h // STRIDE, w // STRIDE
+
+    # ---------------------------------------------------------------------------- forward
+    def pos_embed_for(self, grid_hw):
+        """Position embedding (1, gh*gw, C) for a stage-3 grid (bicubic resize if needed)."""
+        return resize_pos_embed(self.pos_embed, self.grid, grid_hw)
+
+    def forward(self, x):
+        """Encode a batch.
+
+        Args:
+            x (Tensor): (B, C_in, H, W), H and W multiples of 16.
+
+        Returns:
+            tuple[Tensor]: for ``out_type='featmap'`` the maps of ``out_indices``:
+            (B, C1, H/4, W/4), (B, C2, H/8, W/8), (B, C3, H/16, W/16), (B, C3, H/32, W/32);
+            for ``'avg_featmap'`` one (B, C3) tensor.
+        """
+        b = x.shape[0]
+        grid = self.grid_of(x.shape[-2:])
+        x1 = run_blocks(self.blocks1, self.patch_embed1(x), self.with_cp)
+        x2 = run_blocks(self.blocks2, self.patch_embed2(x1), self.with_cp)
+        x = self.patch_embed4(self.patch_embed3(x2).flatten(2).transpose(1, 2))
+        x = run_blocks(self.blocks3, x + self.pos_embed_for(grid), self.with_cp, grid_hw=grid)
+        if self.out_type == 'avg_featmap':
+            return (self.fc_norm(x.mean(dim=1)),)
+        x3 = self.norm(x).transpose(1, 2).reshape(b, -1, *grid)
+        levels = [x1, x2, x3]
+        if 3 in self.out_indices:
+            levels.append(self.level4_conv(x3) if self.out_level4 == 'conv'
+                          else F.max_pool2d(x3, 2))
+        return tuple(levels[i] for i in self.out_indices)
+
+    def forward_masked(self, x, ids_keep, skip_masked=True):
+        """The ConvMAE pretraining encoder up to (not including) fusion and the final norm.
+
+        Masked convolution in stages 1-2 (each 16x16 block is visible or masked at every
+        scale) and the stage-3 transformer on the visible tokens only (Gao et al. 2022,
+        sec. 3.2). With ``skip_masked`` stages 1-2 compute at visible positions only
+        (:meth:`CBlock.forward_visible`); otherwise densely with the keep-mask, as the official
+        code. Both give the same visible features.
+
+        Args:
+            x (Tensor): (B, C_in, H, W) images, sides multiples of 16.
+            ids_keep (Tensor): (B, L) long, visible cells of the (H/16, W/16) grid.
+            skip_masked (bool): skip the computation at masked positions.
+
+        Returns:
+            tuple: stage-3 visible tokens (B, L, C3) after the last block; stage-1 and
+            stage-2 features at the visible cells, (B, L, 4, 4, C1) and (B, L, 2, 2, C2).
+        """
+        if any(blk.window_size or blk.attn.rel_pos is not None for blk in self.blocks3):
+            raise ValueError('the masked encoder runs stage 3 on visible tokens only, which '
+                             'window attention and relative position bias cannot use: build '
+                             'the pretraining ConvViT without window_size/use_rel_pos')
+        grid = self.grid_of(x.shape[-2:])
+        if skip_masked:
+            kw = dict(ids_keep=ids_keep, grid_hw=grid)
+            x1 = run_blocks([blk.forward_visible for blk in self.blocks1],
+                            self.patch_embed1.forward_blocks(map_to_blocks(x, ids_keep, STRIDE)),
+                            self.with_cp, **kw)
+            x2 = run_blocks([blk.forward_visible for blk in self.blocks2],
+                            self.patch_embed2.forward_blocks(x1), self.with_cp, **kw)
+            x3 = self.patch_embed3.forward_blocks(x2).flatten(1, 3)
+        else:
+            keep = torch.zeros(x.shape[0], grid[0] * grid[1], device=x.device, dtype=x.dtype)
+            keep = keep.scatter(1, ids_keep, 1.).view(-1, 1, *grid)
+            m1 = F.interpolate(keep, scale_factor=4, mode='nearest')
+            m2 = F.interpolate(keep, scale_factor=2, mode='nearest')
+            x1 = run_blocks(self.blocks1, self.patch_embed1(x), self.with_cp, keep_mask=m1)
+            x2 = run_blocks(self.blocks2, self.patch_embed2(x1), self.with_cp, keep_mask=m2)
+            x3 = map_to_blocks(self.patch_embed3(x2), ids_keep, 1).flatten(1, 3)
+            x1, x2 = map_to_blocks(x1, ids_keep, 4), map_to_blocks(x2, ids_keep, 2)
+        pos = self.pos_embed_for(grid).expand(x.shape[0], -1, -1)
+        pos = torch.gather(pos, 1, ids_keep.unsqueeze(-1).expand(-1, -1, pos.shape[-1]))
+        x3 = run_blocks(self.blocks3, self.patch_embed4(x3) + pos, self.with_cp)
+        return x3, x1, x2
+
+    # ----------------------------------------------------------------------- freezing
+    def _frozen_modules(self):
+        stages = [[self.patch_embed1, self.blocks1], [self.patch_embed2, self.blocks2],
+                  [self.patch_embed3, self.patch_embed4, self.blocks3,
+                   getattr(self, 'norm', None), getattr(self, 'fc_norm', None)]]
+        return [m for stage in stages[:self.frozen_stages + 1] for m in stage if m is not None]
+
+    def _freeze_stages(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+        if self.frozen_stages >= 2:
+            self.pos_embed.requires_grad = False
+
+    def train(self, mode=True):
+        """Set the mode; frozen stages always stay in eval mode."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    # ------------------------------------------------------------------------ transfer
+    def get_layer_depth(self, param_name, prefix=''):
+        """Layer id for layer-wise lr decay (convmae.md sec. 3).
+
+        Everything before stage 3 (patch embeds 1-4, stages 1-2, the position embedding) is
+        layer 0, stage-3 block i is layer i + 1, and the rest of the backbone (``norm``,
+        ``fc_norm``, ``level4_conv``) shares the last id with the head (full lr).
+
+        Args:
+            param_name (str): parameter name, with ``prefix``.
+            prefix (str): prefix of the backbone's names (``'backbone.'`` from a full model);
+                names without it are not backbone parameters and get the last id.
+
+        Returns:
+            tuple[int, int]: (layer_id, num_layers), num_layers = stage-3 depth + 2.
+        """
+        num_layers = len(self.blocks3) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith('blocks3.'):
+            return int(name.split('.')[1]) + 1, num_layers
+        if name.startswith(('patch_embed', 'blocks1.', 'blocks2.', 'pos_embed')):
+            return 0, num_layers
+        return num_layers - 1, num_layers
+
+    def convert_state_dict(self, state_dict):
+        """Resize a checkpoint's position embedding and relative position tables to this model.
+
+        The stored grid of ``pos_embed`` is the model's own when the token count matches, and
+        otherwise assumed square. Tensors that fit no grid (for example a ViT table with a
+        class token) are left as they are and reported as shape mismatches.
+        """
+        state_dict = dict(state_dict)
+        pos = state_dict.get('pos_embed')
+        if pos is not None and pos.ndim == 3 and pos.shape != self.pos_embed.shape:
+            try:
+                src = infer_grid(pos.shape[1], self.grid)
+            except ValueError:
+                src = None
+            if src is not None:
+                state_dict['pos_embed'] = resize_pos_embed(pos, src, self.grid)
+        for name, module in self.named_modules():
+            key = f'{name}.relative_position_bias_table'
+            if isinstance(module, RelativePositionBias) and key in state_dict:
+                table = state_dict[key]
+                src = grid_of_table(table.shape[0], module.grid_hw)
+                state_dict[key] = module.resize_table(table, src, module.grid_hw)
+        return state_dict
+
+    def is_fresh_param(self, name):
+        """Parameters no pretraining checkpoint has: relative position tables, LayerScale,
+        the /32 convolution and the fine-tuning ``fc_norm``."""
+        return ('relative_position_bias_table' in name or '.ls1.' in name or '.ls2.' in name
+                or name.startswith(('level4_conv.', 'fc_norm.')))

@@ -1,0 +1,114 @@
+"""Homologous attention (MixedAE, Chen et al. CVPR 2023): multi-head self-attention whose
+patch queries keep only their top-k patch keys, so that in a mixed image each patch attends
+mostly to patches of its own source image.
+
+The module has exactly the parameters of :class:`Attention` (fused ``qkv`` and ``proj``), so
+weights trained with it load into a plain ViT, and with ``topk=None`` (or ``topk`` >= the number
+of patch keys) it computes plain attention.
+"""
+import torch
+import torch.nn.functional as F
+
+from .attention import Attention
+
+
+def topk_key_mask(logits, topk, num_extra_tokens):
+    """Which keys every query keeps under homologous attention.
+
+    Patch queries keep the ``topk`` patch keys with the largest logits plus every extra
+    (class) key; extra queries keep every key. Exactly ``topk`` patch keys are kept per
+    patch query and head (selected by index, so ties cannot add keys).
+
+    Args:
+        logits (Tensor): (B, heads, T, T) attention logits, T = num_extra_tokens + Np.
+        topk (int): patch keys kept per patch query, 1 <= topk <= Np.
+        num_extra_tokens (int): leading tokens (class token) of the sequence.
+
+    Returns:
+        tuple:
+            keep (Tensor): (B, heads, T, T) bool, True where the key is kept.
+            topk_index (Tensor): (B, heads, Np, topk) long, the kept patch keys of every
+                patch query, as indices among the Np patch tokens.
+    """
+    e = num_extra_tokens
+    patch_logits = logits[:, :, e:, e:]
+    topk_index = patch_logits.topk(topk, dim=-1, sorted=False).indices
+    patch_keep = torch.zeros_like(patch_logits, dtype=torch.bool).scatter_(-1, topk_index, True)
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    keep[:, :, e:, e:] = patch_keep
+    return keep, topk_index
+
+
+def homologous_precision(topk_index, source_ids):
+    """Share of kept patch keys that come from the query's own source image.
+
+    Args:
+        topk_index (Tensor): (B, heads, Np, k) kept patch keys per patch query.
+        source_ids (Tensor): (B, Np) source id of every patch token.
+
+    Returns:
+        Tensor: scalar in [0, 1] (float32, no gradient).
+    """
+    b, heads, n, k = topk_index.shape
+    key_source = source_ids[:, None, None, :].expand(b, heads, n, -1)
+    key_source = key_source.gather(-1, topk_index)
+    query_source = source_ids[:, None, :, None]
+    return (key_source == query_source).float().mean().detach()
+
+
+class HomologousAttention(Attention):
+    """Top-k ("homologous") multi-head self-attention (MixedAE, Chen et al. 2023).
+
+    Logits are computed as in :class:`Attention` (plus the relative position bias when it
+    exists); for every patch query and head only the ``topk`` largest patch-key logits are
+    kept and the others set to -inf before the softmax. Class-token queries attend to every
+    key, and every query also keeps the class key (it comes from no source image). The
+    logits, the top-k threshold and the softmax are computed in float32, also under autocast,
+    so bf16 rounding cannot change which keys are kept.
+
+    Same constructor arguments and parameters as :class:`Attention`.
+
+    Attributes:
+        last_precision (Tensor | None): homologous precision of the latest forward that was
+            given ``source_ids`` (see :func:`homologous_precision`), for logging.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_precision = None
+
+    def forward(self, x, grid_hw=None, topk=None, num_extra_tokens=0, source_ids=None):
+        """Attention over (B, T, C) tokens.
+
+        Args:
+            x (Tensor): (B, T, C), the first ``num_extra_tokens`` being class tokens.
+            grid_hw (tuple[int, int] | None): patch grid, for the relative position bias.
+            topk (int | None): patch keys kept per patch query; None, or at least the number
+                of patch tokens, gives plain attention.
+            num_extra_tokens (int): leading non-patch tokens.
+            source_ids (Tensor | None): (B, T - num_extra_tokens) source image of each patch
+                token; when given, ``last_precision`` is updated.
+
+        Returns:
+            Tensor: (B, T, C).
+        """
+        num_patches = x.shape[1] - num_extra_tokens
+        if topk is None or topk >= num_patches:
+            return super().forward(x, grid_hw=grid_hw)
+        if topk < 1:
+            raise ValueError(f'homologous attention needs topk >= 1, got {topk}')
+        q, k, v = self.split_heads(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = (q.float() * self.scale) @ k.float().transpose(-2, -1)
+            if self.rel_pos is not None:
+                if grid_hw is None or num_extra_tokens:
+                    raise ValueError('relative position bias needs the token grid (grid_hw) '
+                                     'and a sequence without class token')
+                logits = logits + self.rel_pos(grid_hw).float().unsqueeze(0)
+            keep, topk_index = topk_key_mask(logits, topk, num_extra_tokens)
+            attn = logits.masked_fill(~keep, float('-inf')).softmax(dim=-1)
+        if source_ids is not None:
+            self.last_precision = homologous_precision(topk_index, source_ids)
+        attn = F.dropout(attn, p=self.attn_drop if self.training else 0.)
+        out = attn.to(v.dtype) @ v
+        return self.merge_heads(out)
