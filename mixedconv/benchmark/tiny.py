@@ -8,6 +8,8 @@ as a real run.
 import torch
 from mmengine.logging import print_log
 
+from .recipes import adapt_backbone, base_dataset, depth_of, set_data_root
+
 SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
 ARCHS = {
     'ConvViT': dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2)),
@@ -35,17 +37,14 @@ def _backbone_channels(backbone):
 
 def _shrink_backbone(backbone):
     kind = backbone['type']
-    backbone['arch'] = ARCHS[kind]
-    if kind == 'MAEViT':
-        return
     backbone['img_size'] = SIZE
-    if backbone.get('window_size'):
+    if kind == 'MAEViT':
+        backbone['arch'] = ARCHS[kind]
+        return
+    adapt_backbone(backbone, ARCHS[kind])
+    if backbone.get('window_size'):  # a 4x4 grid: 2x2 windows, one global block
         backbone['window_size'] = 2
-        backbone['global_blocks'] = (1, )
-    if kind == 'PlainViT' and backbone.get('out_indices'):
-        depth = ARCHS['PlainViT']['depth']
-        n = len(backbone['out_indices'])
-        backbone['out_indices'] = tuple(range(depth - n, depth))
+        backbone['global_blocks'] = (depth_of(kind, ARCHS[kind]) - 1, )
     if 'pyramid_norm_cfg' in backbone:
         backbone['pyramid_norm_cfg'] = dict(type='BN')
 
@@ -65,14 +64,6 @@ def _loader(loader, batch_size):
     return loader
 
 
-def _base_dataset(loader):
-    """The dataset config under any RepeatDataset wrappers."""
-    dataset = loader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset.dataset
-    return dataset
-
-
 def shrink_pretrain(cfg, data_root, iters=2, batch_size=8):
     """A pretraining config (mmpretrain): tiny encoder/decoder, 64 px, ``iters`` iterations."""
     model = cfg.model
@@ -88,9 +79,9 @@ def shrink_pretrain(cfg, data_root, iters=2, batch_size=8):
         model.head.update(norm_pix=True)
     if 'hc_hidden_dim' in model:
         model.update(hc_hidden_dim=32, hc_out_dim=16)
-    loader = _loader(cfg.train_dataloader, batch_size)
-    dataset = _base_dataset(loader)
-    dataset.update(data_root=data_root, data_prefix='train', ann_file='')
+    set_data_root(cfg, data_root)
+    dataset = base_dataset(_loader(cfg.train_dataloader, batch_size))
+    dataset.update(data_prefix='train', ann_file='')
     for step in dataset.pipeline:
         if step['type'] == 'RandomResizedCrop':
             step['scale'] = SIZE
@@ -134,18 +125,16 @@ def _shrink_detection(cfg, data_root, channels):
     heads.bbox_head.num_classes = len(COCO_CLASSES)
     heads.mask_head.num_classes = len(COCO_CLASSES)
     model.test_cfg.rcnn.score_thr = 0.0  # keep low-score boxes: a 2-step model is weak
-    metainfo = dict(classes=COCO_CLASSES)
+    set_data_root(cfg, data_root)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dataset = _base_dataset(cfg[split])
-        dataset.update(data_root=data_root, metainfo=metainfo)
+        dataset = base_dataset(cfg[split])
+        dataset.metainfo = dict(classes=COCO_CLASSES)
         dataset.pop('filter_cfg', None)
         for step in dataset.pipeline:
             if step['type'] in ('RandomResize', 'Resize'):
                 step['scale'] = (SIZE, SIZE)
             if step['type'] == 'RandomCrop':
                 step['crop_size'] = (SIZE, SIZE)
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        cfg[evaluator].ann_file = f'{data_root}/annotations/instances_val2017.json'
     if cfg.train_dataloader.dataset.type == 'RepeatDataset':
         cfg.train_dataloader.dataset.times = 1
 
@@ -160,9 +149,10 @@ def _shrink_segmentation(cfg, data_root, channels):
     model.decode_head.in_channels = channels
     model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
     model.test_cfg = dict(mode='slide', crop_size=crop, stride=(SIZE * 2 // 3,) * 2)
+    set_data_root(cfg, data_root)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dataset = _base_dataset(cfg[split])
-        dataset.update(data_root=data_root, metainfo=dict(classes=ADE_CLASSES))
+        dataset = base_dataset(cfg[split])
+        dataset.metainfo = dict(classes=ADE_CLASSES)
         for step in dataset.pipeline:
             if step['type'] in ('RandomResize', 'Resize'):
                 step['scale'] = (SIZE * 4, SIZE)
@@ -172,7 +162,7 @@ def _shrink_segmentation(cfg, data_root, channels):
 
 def _common(cfg, iters):
     no_amp_without_cuda(cfg)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, iters // 5))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
     cfg.pop('auto_scale_lr', None)
     cfg.randomness = dict(seed=0)

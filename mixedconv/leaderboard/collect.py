@@ -127,7 +127,7 @@ def read_mmengine_work_dir(work_dir):
     record = TaskSummary(
         task=_infer_task(metrics, names, work_dir),
         status='interrupted' if step is not None and target and step < target else 'done',
-        method=_infer_method(names) or osp.basename(osp.normpath(work_dir)),
+        method=infer_method(names) or osp.basename(osp.normpath(work_dir)),
         backbone=_infer_backbone(cfg, osp.basename(work_dir)),
         pretrain_epochs=_infer_pretrain_epochs(_pretrained_path(cfg)),
         checkpoint=_pretrained_path(cfg),
@@ -227,7 +227,7 @@ def _infer_task(metrics, names, work_dir):
     return tasks[0]
 
 
-def _infer_method(names):
+def infer_method(names):
     """Method named in file/dir names (longest token first: 'convmae' before 'mae')."""
     lowered = names.lower()
     return next((method for token, method in METHOD_TOKENS if token in lowered), None)
