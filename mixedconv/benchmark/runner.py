@@ -114,6 +114,8 @@ def build_task_config(info, task, data_root=None, embedded=False, transfer_iters
     cfg = Config.fromfile(task_config(task, info.family))
     data_dir = osp.join(data_root, DATA_DIRS[TASK_DATA[task]]) if data_root else None
     if embedded:
+        if data_dir is None:
+            raise ValueError('the embedded benchmark needs the data_root of its generated data')
         shrink_transfer(cfg, data_dir, iters=transfer_iters)
         if cfg.model.backbone.arch != info.arch:
             raise ValueError(f'{info.path} is not a checkpoint of the embedded benchmark\'s '
@@ -229,11 +231,13 @@ def make_embedded_data(data_root):
     return data_root
 
 
-def run_chain(methods, tasks, work_dir, data_root=None, launch=Launch(), baseline='MAE'):
+def run_chain(methods, tasks, work_dir, data_root=None, launch=Launch(), baseline='MAE',
+              iters=EMBEDDED):
     """Pretrain ``methods``, transfer each encoder to ``tasks``, write the leaderboard.
 
     Without ``data_root`` this is the embedded default benchmark: generated data in the real
-    formats and tiny models, a few minutes on a CPU. With it, the real recipes run.
+    formats and tiny models trained for ``iters`` (pretrain_iters, transfer_iters), a few
+    minutes on a CPU. With it, the real recipes run.
 
     Returns:
         dict[str, str]: leaderboard format -> file.
@@ -241,10 +245,10 @@ def run_chain(methods, tasks, work_dir, data_root=None, launch=Launch(), baselin
     embedded = data_root is None
     if embedded:
         data_root = make_embedded_data(osp.join(work_dir, 'data'))
-    checkpoints = [pretrain(m, work_dir, data_root, embedded, launch, EMBEDDED['pretrain_iters'])
+    checkpoints = [pretrain(m, work_dir, data_root, embedded, launch, iters['pretrain_iters'])
                    for m in methods]
     records = run_benchmark(checkpoints, tasks, work_dir, data_root, embedded, launch,
-                            transfer_iters=EMBEDDED['transfer_iters'])
+                            transfer_iters=iters['transfer_iters'])
     return write_leaderboard(records, work_dir, baseline)
 
 
