@@ -72,3 +72,8 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
 randomness = dict(seed=0, diff_rank_seed=True)
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]
+# the recipe's lr is for a total batch of 1024; other totals rescale it linearly
+auto_scale_lr = dict(enable=True, base_batch_size=1024)

@@ -50,3 +50,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     logger=dict(type='LoggerHook', interval=10))
 randomness = dict(seed=0, diff_rank_seed=True)
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]
+# the recipe's lr is for a total batch of 16384; other totals rescale it linearly
+auto_scale_lr = dict(enable=True, base_batch_size=16384)

@@ -1,29 +1,8 @@
-# ConvMAE-B pretraining on ImageNet-1K (Gao et al. 2022; convmae.md sec. 2):
-# 1600 epochs, 40 warmup, effective batch 2048 (8 GPUs x 256), AdamW (0.9, 0.95), wd 0.05,
+# ConvMAE-B pretraining on ImageNet-1K (Gao et al. 2022; convmae.md sec. 2): 1600 epochs,
+# 40 warmup, effective batch 2048 (8 GPUs x 256), AdamW (0.9, 0.95), wd 0.05,
 # lr 1.5e-4 x 2048 / 256, bf16 AMP (fp16 runs of this length hit NaN).
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = ['../_base_/pretrain_in1k_adamw-coslr-1600e.py']
 
-custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
-
-# dataset: an ImageNet train folder read without labels
-data_root = 'data/imagenet'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0), backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
-                 with_label=False, pipeline=train_pipeline))
-
-# model
 model = dict(
     type='ConvMAE',
     backbone=dict(type='ConvViT', arch='b', img_size=224),
@@ -34,27 +13,6 @@ model = dict(
     data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], to_rgb=True))
 
-# optimizer: no weight decay on norms, biases, the mask token and position embeddings
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=1.5e-4 * 2048 / 256, betas=(0.9, 0.95), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys=dict(mask_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0))))
-
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=1560, by_epoch=True, begin=40, end=1600,
-         convert_to_iter_based=True),
-]
-
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1600)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
-randomness = dict(seed=0, diff_rank_seed=True)
-# the lr above is for a total batch of 2048; other batch sizes rescale it with --auto-scale-lr
-auto_scale_lr = dict(base_batch_size=2048)
+# no weight decay on norms, biases, the mask token and position embeddings
+optim_wrapper = dict(paramwise_cfg=dict(
+    custom_keys=dict(mask_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0))))

@@ -6,22 +6,15 @@
 #
 # Pretrained encoder (official release, tools/export_encoder.py output or a ConvMAE
 # pretraining checkpoint): --cfg-options model.backbone.init_cfg.checkpoint=PATH
-_base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::common/lsj-100e_coco-instance.py',
-]
-custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
+_base_ = ['../_base_/mask-rcnn_lsj-1024-25e_coco.py']
 
 pretrained = 'checkpoints/convmae_convvit-b_1600e_encoder.pth'
-image_size = (1024, 1024)
 model = dict(
-    data_preprocessor=dict(
-        batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(
         _delete_=True,
         type='ConvViT',
         arch='b',
-        img_size=image_size,
+        img_size=(1024, 1024),
         out_indices=(0, 1, 2, 3),
         out_level4='maxpool',
         window_size=16,
@@ -31,13 +24,6 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[256, 384, 768, 768]))
 
-# real 25 epochs (the base config repeats the data 4 times for its "100e")
-train_dataloader = dict(batch_size=4, dataset=dict(times=1))
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=8e-5, betas=(0.9, 0.999), weight_decay=0.1),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.8))
+train_dataloader = dict(batch_size=4)
+optim_wrapper = dict(optimizer=dict(lr=8e-5))
 auto_scale_lr = dict(enable=True, base_batch_size=32)

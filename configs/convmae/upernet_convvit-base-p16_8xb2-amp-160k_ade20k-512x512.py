@@ -47,3 +47,6 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=True, base_batch_size=16)
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]

@@ -32,4 +32,7 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.65))
 
-auto_scale_lr = dict(base_batch_size=1024)
+auto_scale_lr = dict(enable=True, base_batch_size=1024)
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]

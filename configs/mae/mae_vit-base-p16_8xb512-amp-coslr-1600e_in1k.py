@@ -20,3 +20,8 @@ train_dataloader = dict(
                  data_prefix='train', with_label=False, pipeline=train_pipeline))
 
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]
+# mmpretrain's recipe is for a total batch of 4096; other totals rescale the lr linearly
+auto_scale_lr = dict(enable=True)
