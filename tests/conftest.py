@@ -13,6 +13,14 @@ def image_folder(tmp_path_factory):
     return make_image_folder(str(tmp_path_factory.mktemp('images')), num_images=16)
 
 
+@pytest.fixture(scope='session')
+def imagenet_root(tmp_path_factory):
+    """A data root in the pretraining recipes' layout: ``<root>/train/<class>/*.png``."""
+    root = tmp_path_factory.mktemp('imagenet')
+    make_image_folder(str(root / 'train'), num_images=16)
+    return str(root)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_mm_state():
     """Each test starts without the logger, message hub or default scope of another runner."""

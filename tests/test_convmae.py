@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
 
+from mixedconv.benchmark.tiny import shrink_pretrain
 from mixedconv.models.backbones import ConvViT
 from mixedconv.models.selfsup import random_masking
 from mixedconv.registry import MODELS
@@ -135,19 +136,9 @@ def test_loss_decreases_on_a_fixed_batch(image_folder):
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
 
 
-def test_pretraining_runs_two_iterations_from_the_real_config(tmp_path, image_folder):
-    cfg = Config.fromfile(CONFIG)
+def test_pretraining_runs_two_iterations_from_the_real_config(tmp_path, imagenet_root):
+    cfg = shrink_pretrain(Config.fromfile(CONFIG), imagenet_root)
     cfg.work_dir = str(tmp_path / 'work')
-    cfg.model.backbone.update(arch=TINY, img_size=64)
-    cfg.model.neck = TINY_DECODER
-    cfg.train_dataloader.update(batch_size=8, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.dataset.data_root = image_folder
-    cfg.train_dataloader.dataset.data_prefix = ''
-    cfg.train_dataloader.dataset.pipeline[1].scale = 64
-    cfg.train_cfg.max_epochs = 1
-    cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU; the recipe keeps bf16
-    cfg.optim_wrapper.pop('dtype')
-    cfg.default_hooks.logger.interval = 1
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 2
@@ -155,8 +146,9 @@ def test_pretraining_runs_two_iterations_from_the_real_config(tmp_path, image_fo
     assert torch.isfinite(torch.tensor(hub.get_scalar('train/loss').current()))
     assert hub.get_scalar('train/mask_ratio').current() == pytest.approx(0.75)
     # the checkpoint's encoder loads into a downstream ConvViT with nothing missing
-    path = osp.join(cfg.work_dir, 'epoch_1.pth')
-    model = ConvViT(arch=TINY, img_size=64, init_cfg=dict(type='Pretrained', checkpoint=path))
+    path = osp.join(cfg.work_dir, 'iter_2.pth')
+    model = ConvViT(arch=cfg.model.backbone.arch, img_size=64,
+                    init_cfg=dict(type='Pretrained', checkpoint=path))
     model.init_weights()
     assert model.load_report.missing == [] and model.load_report.unexpected == []
     torch.testing.assert_close(model.blocks3[0].attn.qkv.weight,

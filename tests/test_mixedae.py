@@ -208,22 +208,14 @@ def test_backbone_holds_exactly_the_plain_vit_parameters():
     assert all(isinstance(blk.attn, HomologousAttention) for blk in model.backbone.blocks)
 
 
-def test_runner_pretraining_then_transfer_to_plain_vit(image_folder, tmp_path):
+def test_runner_pretraining_then_transfer_to_plain_vit(imagenet_root, tmp_path):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(osp.join(REPO, 'configs/mixedae/'
-                                         'mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py'))
-    cfg.model.backbone.update(arch=TINY, img_size=64)
-    cfg.model.neck.update(in_dim=32, embed_dim=32, depth=1, num_heads=2)
-    cfg.model.update(hc_hidden_dim=32, hc_out_dim=16)
-    cfg.train_dataloader.update(batch_size=8, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.dataset.update(data_root=image_folder, data_prefix='')
-    cfg.train_dataloader.dataset.pipeline[1].scale = 64
-    cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs an accelerator
-    cfg.optim_wrapper.pop('dtype')
-    cfg.train_cfg.max_epochs = 1  # 16 images / 8 = 2 iterations
-    cfg.default_hooks.logger.interval = 1
+    from mixedconv.benchmark.tiny import shrink_pretrain
+    cfg = shrink_pretrain(Config.fromfile(osp.join(
+        REPO, 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py')),
+        imagenet_root)
     cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -235,8 +227,9 @@ def test_runner_pretraining_then_transfer_to_plain_vit(image_folder, tmp_path):
     assert 0 <= hub.get_scalar('train/homologous_precision').current() <= 1
 
     # the encoder checkpoint loads into PlainViT and gives the pretraining encoder's output
-    vit = PlainViT(arch=TINY, img_size=64, out_indices=(1,),
-                   init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'epoch_1.pth')))
+    arch = cfg.model.backbone.arch
+    vit = PlainViT(arch=arch, img_size=64, out_indices=(arch['depth'] - 1,),
+                   init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'iter_2.pth')))
     vit.init_weights()
     report = vit.load_report
     assert report.missing == [] and report.mismatched == [] and report.unexpected == []

@@ -188,23 +188,16 @@ def test_layer_depth_and_layer_decay_from_finetune_config():
     assert lr_of('head.fc.weight') == pytest.approx((base_lr, 0.05))
 
 
-def test_mmpretrain_mae_baseline_run_transfers_to_plain_vit(image_folder, tmp_path):
+def test_mmpretrain_mae_baseline_run_transfers_to_plain_vit(imagenet_root, tmp_path):
     """2 iterations of the MAE baseline config (mmpretrain's own MAE), then its checkpoint
     loads through the fine-tuning config's PlainViT and reproduces the MAEViT encoder."""
     from mmengine.config import Config
     from mmengine.runner import Runner
     from mmpretrain.registry import MODELS
 
-    cfg = Config.fromfile(osp.join(REPO, 'configs/mae/'
-                                         'mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'))
-    cfg.model.backbone.update(arch=MM_TINY, img_size=64)
-    cfg.model.neck.update(num_patches=16, embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
-                          decoder_num_heads=2)
-    cfg.train_dataloader.update(batch_size=8, num_workers=0, persistent_workers=False)
-    cfg.train_dataloader.dataset.update(data_root=image_folder, data_prefix='')
-    cfg.train_dataloader.dataset.pipeline[1].scale = 64
-    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=cfg.optim_wrapper.optimizer)
-    cfg.train_cfg.max_epochs = 1
+    from mixedconv.benchmark.tiny import ARCHS, shrink_pretrain
+    cfg = shrink_pretrain(Config.fromfile(osp.join(
+        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py')), imagenet_root)
     cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -212,9 +205,10 @@ def test_mmpretrain_mae_baseline_run_transfers_to_plain_vit(image_folder, tmp_pa
 
     ft_cfg = Config.fromfile(osp.join(REPO, 'configs/mae/'
                                             'mae_vit-base-p16_8xb128-coslr-100e_in1k.py'))
-    backbone_cfg = dict(ft_cfg.model.backbone, arch=TINY, img_size=64, out_type='featmap',
-                        final_norm=True, out_indices=(1,), drop_path_rate=0.,
-                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'epoch_1.pth')))
+    arch = ARCHS['PlainViT']  # the same sizes as the tiny MAEViT, under PlainViT's names
+    backbone_cfg = dict(ft_cfg.model.backbone, arch=arch, img_size=64, out_type='featmap',
+                        final_norm=True, out_indices=(arch['depth'] - 1,), drop_path_rate=0.,
+                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'iter_2.pth')))
     vit = MODELS.build(backbone_cfg)
     vit.init_weights()
     assert vit.load_report.missing == [] and vit.load_report.mismatched == []
