@@ -2,6 +2,8 @@
 encoder exports under ``backbone.``, and the real config trains through the mmengine runner."""
 import glob
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,11 +13,13 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from mixedconv.benchmark.tiny import shrink_pretrain
+from mixedconv.checkpoint import safe_load
 from mixedconv.models.backbones import ConvViT
 from mixedconv.models.selfsup import random_masking
 from mixedconv.registry import MODELS
 
-CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'convmae',
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs', 'convmae',
                   'convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py')
 TINY = dict(embed_dims=(16, 32, 64), depths=(1, 2, 2), num_heads=2, mlp_ratios=(2, 2, 2))
 TINY_DECODER = dict(type='ReconstructionDecoder', embed_dim=32, depth=1, num_heads=2)
@@ -153,3 +157,16 @@ def test_pretraining_runs_two_iterations_from_the_real_config(tmp_path, imagenet
     assert model.load_report.missing == [] and model.load_report.unexpected == []
     torch.testing.assert_close(model.blocks3[0].attn.qkv.weight,
                                runner.model.backbone.blocks3[0].attn.qkv.weight)
+
+    # tools/export_encoder.py writes {'model': encoder} in the official layout
+    exported = osp.join(cfg.work_dir, 'encoder.pth')
+    out = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'export_encoder.py'), path,
+                          exported], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    official_keys = set(safe_load(exported)['model'])
+    assert {'patch_embed1.proj.weight', 'patch_embed4.weight', 'pos_embed', 'norm.weight',
+            'blocks1.0.attn.weight', 'blocks3.0.attn.qkv.weight'} <= official_keys
+    model = ConvViT(arch=cfg.model.backbone.arch, img_size=64,
+                    init_cfg=dict(type='Pretrained', checkpoint=exported))
+    model.init_weights()
+    assert model.load_report.missing == [] and model.load_report.unexpected == []
