@@ -10,7 +10,7 @@ exactly what matched.
 * :func:`load_pretrained` loads a backbone from any wrapper layout and raises when the
   backbone's own weights mostly did not match, instead of training from random weights.
 """
-import os
+import io
 import os.path as osp
 import pickle
 import re
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .fileio import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -202,8 +204,7 @@ def export_encoder(src, dst, prefix='backbone.'):
     if not state_dict:
         raise CheckpointError(f'{src} has no {prefix!r} keys: is it a pretraining checkpoint '
                               'written by mixedconv (ConvMAE, MixedAE) or mmpretrain?')
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp'
-    torch.save({'model': state_dict}, tmp)
-    os.replace(tmp, dst)
+    buffer = io.BytesIO()
+    torch.save({'model': state_dict}, buffer)
+    atomic_write(dst, buffer.getvalue())
     return state_dict

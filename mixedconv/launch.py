@@ -5,6 +5,7 @@ import os
 import os.path as osp
 
 import torch
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
@@ -41,13 +42,34 @@ def load_config(args):
 
 
 def _use_gloo_without_cuda(cfg):
-    """NCCL needs GPUs; a distributed run on a CPU-only machine uses gloo (and says so)."""
+    """NCCL needs GPUs; a distributed run on a CPU-only machine uses gloo (and says so).
+
+    The model is then wrapped in DDP without ``device_ids`` (mmengine passes
+    ``[LOCAL_RANK]``, which DDP only accepts for a module on a GPU).
+    """
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         print_log('no CUDA device: distributed backend nccl -> gloo', logger='current')
         dist_cfg['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def _init_cpu_process_group(cfg):
+    """Start the gloo process group of a CPU-only torchrun launch.
+
+    mmengine's ``init_dist`` selects a CUDA device before initialising the group and so
+    fails without one; when the group already exists the runner uses it as it is.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
 
 
 def build_runner(cfg):
@@ -55,6 +77,7 @@ def build_runner(cfg):
     import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    _init_cpu_process_group(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

@@ -4,7 +4,7 @@ import importlib
 import pytest
 from mmengine.registry import DefaultScope
 
-from mixedconv.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mixedconv.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS
 
 LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils'}
 
@@ -15,9 +15,12 @@ def ours(registry):
 
 def test_components_registered():
     names = ours(MODELS)
-    for expected in ('ReconstructionDecoder',):
+    for expected in ('ConvViT', 'PlainViT', 'ConvMAE', 'MixedAE', 'ReconstructionDecoder',
+                     'SimpleFeaturePyramid', 'LayerNorm2d'):
         assert expected in names
     assert 'LayerDecayOptimWrapperConstructor' in ours(OPTIM_WRAPPER_CONSTRUCTORS)
+    assert {'FiniteLossHook', 'RNGStateHook'} <= set(ours(HOOKS))
+    assert 'CheckedLoadImageFromFile' in ours(TRANSFORMS)
 
 
 @pytest.mark.parametrize('lib', sorted(LIBS))
@@ -25,7 +28,8 @@ def test_no_name_clash_and_buildable(lib):
     importlib.import_module(LIBS[lib]).register_all_modules(init_default_scope=False)
     registry_mod = importlib.import_module(f'{lib}.registry')
     for root, child in ((MODELS, registry_mod.MODELS),
-                        (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS)):
+                        (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS),
+                        (HOOKS, registry_mod.HOOKS), (TRANSFORMS, registry_mod.TRANSFORMS)):
         for name in ours(root):
             assert name not in child.module_dict, f'{name} clashes with {lib}'
             with DefaultScope.overwrite_default_scope(lib):

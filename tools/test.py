@@ -8,6 +8,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
+from mixedconv.data.layout import check_dataset_paths  # noqa: E402
 from mixedconv.launch import build_runner, load_config, parser  # noqa: E402
 
 
@@ -19,6 +20,7 @@ def main(argv=None):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_dataset_paths(cfg, ('test',))
     return build_runner(cfg).test()
 
 

@@ -10,6 +10,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.logging import print_log  # noqa: E402
 
+from mixedconv.data.layout import check_dataset_paths  # noqa: E402
 from mixedconv.launch import build_runner, load_config, parser  # noqa: E402
 
 
@@ -40,6 +41,7 @@ def main(argv=None):
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
+    check_dataset_paths(cfg, ('train', 'val'))
     build_runner(cfg).train()
 
 

@@ -7,7 +7,8 @@ custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
 
 data_root = 'data/imagenet'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # names an unreadable image (skip_corrupt=True: skip it with a warning instead)
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),

@@ -121,6 +121,7 @@ def _shrink_detection(cfg, data_root, channels):
         model.neck.in_channels = channels[-1]
     for augment in model.data_preprocessor.get('batch_augments') or []:
         augment['size'] = (SIZE, SIZE)
+    _narrow_detection_heads(model)
     heads = model.roi_head
     heads.bbox_head.num_classes = len(COCO_CLASSES)
     heads.mask_head.num_classes = len(COCO_CLASSES)
@@ -137,6 +138,21 @@ def _shrink_detection(cfg, data_root, channels):
                 step['crop_size'] = (SIZE, SIZE)
     if cfg.train_dataloader.dataset.type == 'RepeatDataset':
         cfg.train_dataloader.dataset.times = 1
+
+
+def _narrow_detection_heads(model, width=HEAD_CHANNELS):
+    """The recipe's 256-channel neck, RPN and RoI heads and 512 sampled RoIs per image
+    narrowed to ``width`` channels and 64 RoIs: about 20x faster CPU iterations with the
+    same components."""
+    model.neck.out_channels = width
+    model.rpn_head.update(in_channels=width, feat_channels=width)
+    heads = model.roi_head
+    heads.bbox_roi_extractor.out_channels = width
+    heads.mask_roi_extractor.out_channels = width
+    heads.bbox_head.update(in_channels=width, conv_out_channels=width, fc_out_channels=2 * width)
+    heads.mask_head.update(in_channels=width, conv_out_channels=width)
+    model.train_cfg.rpn.sampler.num = 64
+    model.train_cfg.rcnn.sampler.num = 64
 
 
 def _shrink_segmentation(cfg, data_root, channels):

@@ -1,4 +1,6 @@
 """Optimizer constructors and hooks."""
+from .hooks import FiniteLossHook, NonFiniteLossError, RNGStateHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ["LayerDecayOptimWrapperConstructor"]
+__all__ = ['FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossError',
+           'RNGStateHook']

@@ -1,0 +1,83 @@
+"""Atomic writes for everything mmengine saves to local disk, checkpoints first.
+
+mmengine serialises a checkpoint to bytes and hands them to the file backend registered for
+plain paths (``LocalBackend.put``), which opens the final name and writes into it: a crash, a
+full disk or a SIGKILL in the middle leaves a truncated ``iter_N.pth`` that a later
+``--resume`` picks up. :class:`AtomicLocalBackend` replaces that backend (on
+``import mixedconv``): it writes to a temporary file in the same directory, flushes and
+fsyncs it, and renames it over the final name, so the name holds either the previous
+complete file or the new complete one. mmengine writes ``last_checkpoint`` only after
+``put`` returned, so it never names a checkpoint that was not fully written.
+"""
+import os
+import os.path as osp
+import tempfile
+
+from mmengine.fileio import LocalBackend, register_backend
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open(path, 'w') would give a new file
+
+
+def atomic_write(path, data):
+    """Write ``data`` to ``path`` so that readers see the old file or all of the new one.
+
+    Args:
+        path (str | os.PathLike): destination; missing parent directories are created.
+        data (bytes): the file's new content.
+
+    Raises:
+        OSError: the write failed (disk full, file size limit, ...). ``path`` is then
+            unchanged and the temporary file is removed.
+    """
+    path = osp.abspath(os.fspath(path))
+    directory = osp.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.part', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic :meth:`put` and :meth:`put_text`."""
+
+    def put(self, obj, filepath):
+        """Write bytes ``obj`` to ``filepath`` atomically (see :func:`atomic_write`)."""
+        atomic_write(filepath, obj)
+
+    def put_text(self, obj, filepath, encoding='utf-8'):
+        """Write text ``obj`` to ``filepath`` atomically (see :func:`atomic_write`)."""
+        atomic_write(filepath, obj.encode(encoding))
+
+
+# plain paths (no URL scheme) resolve to this backend in mmengine.fileio.get_file_backend,
+# which mmengine.runner.save_checkpoint uses for every checkpoint
+register_backend('local', AtomicLocalBackend, force=True, prefixes='')
