@@ -4,18 +4,24 @@ Every model is built from the real recipes under ``configs/`` (``--arch tiny`` s
 the sizes, through :func:`mixedconv.benchmark.tiny.shrink_pretrain` and
 :data:`~mixedconv.benchmark.tiny.ARCHS`) and measured in one process on one batch of images:
 
-* **time**: median wall time of a pretraining step (forward + backward + AdamW step) or of a
-  backbone forward (inference, ``torch.no_grad``), warm-up excluded. The repeats of all rows
-  and of the matmul ceiling are interleaved (row order rotated every round), so load from
-  other processes on a shared machine spreads over all rows alike and the ratios of one run
-  stay comparable.
+* **time**: median (and minimum) wall time of a pretraining step (forward + backward +
+  AdamW step) or of a backbone forward (inference, ``torch.no_grad``), warm-up excluded.
+  The repeats of all rows and of the matmul ceiling are interleaved (row order rotated
+  every round), so load from other processes on a shared machine spreads over all rows
+  alike and the ratios of one run stay comparable; on a shared machine the minimum is the
+  least disturbed figure.
 * **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward (one
   forward for inference): matmuls, convolutions and attention kernels, 2 FLOPs per
-  multiply-add; element-wise work and the optimizer are not counted.
+  multiply-add; element-wise work and the optimizer are not counted. The convolution
+  backward is counted as one forward-sized convolution per requested gradient (input,
+  weight): torch's own formula ignores ``groups`` for the weight gradient and counts a
+  C-channel depthwise convolution's backward C times too high.
 * **ceiling**: the rate of a square matmul measured in the same run (float32 4096 x 4096 on
   CPU, bfloat16 8192 x 8192 on CUDA); every row reports its achieved FLOP/s as a fraction of it.
 * **peak memory**: the peak of a step *above* the memory held before it (parameters and
-  optimizer state), i.e. activations, gradients and temporaries; reported per image too.
+  optimizer state), i.e. gradients, activations and temporaries. The per-image figure
+  leaves out the gradients (their size does not depend on the batch): (step peak - gradient
+  bytes) / images, the part that grows with the batch; the MAE ratio uses it.
   CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``. CPU: one child
   process measures every row in turn with glibc's ``MALLOC_MMAP_THRESHOLD_=65536`` (tensors
   of 64 KiB and more are mapped and unmapped, so resident memory follows the live tensors):
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
 PRETRAIN_CONFIGS = {
@@ -181,6 +187,15 @@ def make_inputs(workload, settings):
     return torch.randn(shape, generator=g).to(settings.device)
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                        transposed, _output_padding, _groups, output_mask, out_shape=None,
+                        **kwargs):
+    """FLOPs of ``aten.convolution_backward``: the input gradient and the weight gradient each
+    cost one forward convolution (``w_shape`` already holds C_in / groups)."""
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed=transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 class Runner:
     """One row, ready to run: ``step()`` = one training step or one inference forward."""
 
@@ -219,11 +234,24 @@ class Runner:
 
     def count_flops(self):
         """FLOPs of one forward + backward (one forward for inference)."""
-        with FlopCounterMode(display=False) as counter:
+        mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             self.forward_backward()
+        self.release_grads()
+        return counter.get_total_flops()
+
+    def release_grads(self):
+        """Free the gradients, so that the memory held between steps is parameters, buffers
+        and optimizer state only."""
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        return counter.get_total_flops()
+
+    def grad_bytes(self):
+        """Bytes of the gradients of one step (one per trainable parameter)."""
+        if self.optimizer is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in self.model.parameters()
+                   if p.requires_grad)
 
     def held_bytes(self):
         """Bytes held between steps: parameters, buffers and optimizer state."""
@@ -272,7 +300,7 @@ class MatmulCeiling:
             torch.mm(self.a, self.b)
 
 
-def interleaved_times(steps, repeats, warmup, device):
+def interleaved_times(steps, repeats, warmup, device, log=None):
     """Median-ready timings of several callables, interleaved.
 
     Args:
@@ -280,6 +308,7 @@ def interleaved_times(steps, repeats, warmup, device):
         repeats (int): timed rounds.
         warmup (int): untimed rounds before.
         device (str): for synchronisation.
+        log (callable | None): called after every timed round.
 
     Returns:
         dict[str, list[float]]: seconds per round, per name.
@@ -293,11 +322,15 @@ def interleaved_times(steps, repeats, warmup, device):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             times[name].append(timed(steps[name], device))
+        if log is not None:
+            log(f'round {r + 1}/{repeats}: ' + ', '.join(
+                f'{name} {times[name][-1]:.2f}s' for name in names))
     return times
 
 
 def cuda_step_peak(runner):
-    """Peak CUDA bytes of one step above what is allocated before it."""
+    """Peak CUDA bytes of one step above what is allocated before it (gradients freed)."""
+    runner.release_grads()
     gc.collect()
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -315,7 +348,8 @@ def _proc_status_kib(field):
 
 def cpu_step_peak(runner):
     """Peak resident bytes of one step above the resident memory before it (see module
-    docstring; needs the child started by :func:`cpu_peaks`)."""
+    docstring; needs the child started by :func:`cpu_peaks`). Gradients are freed first."""
+    runner.release_grads()
     gc.collect()
     base = _proc_status_kib('VmRSS')
     Path('/proc/self/clear_refs').write_text('5')
@@ -401,19 +435,18 @@ def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
         f'interleaved rounds')
     steps = {key: r.step for key, r in runners.items()}
     steps['matmul'] = ceiling.step
-    times = interleaved_times(steps, repeats, warmup, device)
+    times = interleaved_times(steps, repeats, warmup, device, log)
     ceiling_rate = ceiling.flops / statistics.median(times['matmul'])
 
     log('measuring peak memory')
+    held = {key: r.held_bytes() for key, r in runners.items()}
+    grads = {key: r.grad_bytes() for key, r in runners.items()}
     if device == 'cuda':
         peaks = {key: cuda_step_peak(r) for key, r in runners.items()}
     else:
-        held = {key: r.held_bytes() for key, r in runners.items()}
-        runners.clear()
+        runners.clear()  # free this process's models before the child builds its own
         gc.collect()
-        peaks = cpu_peaks([w.key for w in chosen], settings)
-    if runners:
-        held = {key: r.held_bytes() for key, r in runners.items()}
+        peaks = cpu_peaks(list(held), settings)
 
     rows = []
     for w in chosen:
@@ -423,11 +456,13 @@ def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
             key=w.key, label=w.label, kind=w.kind, config=w.config,
             overrides=dict(w.overrides), images=images,
             img_size=settings.img_size if w.kind == 'pretrain' else settings.det_size,
-            time_s=median, times_s=times[w.key], ms_per_image=1e3 * median / images,
+            time_s=median, time_min_s=min(times[w.key]), times_s=times[w.key],
+            ms_per_image=1e3 * median / images,
             flops=flops[w.key], achieved_flops_per_s=flops[w.key] / median,
             fraction_of_ceiling=flops[w.key] / median / ceiling_rate,
-            held_mb=held[w.key] / 2 ** 20, peak_mb=peaks[w.key] / 2 ** 20,
-            peak_mb_per_image=peaks[w.key] / 2 ** 20 / images))
+            held_mb=held[w.key] / 2 ** 20, grad_mb=grads[w.key] / 2 ** 20,
+            peak_mb=peaks[w.key] / 2 ** 20,
+            peak_mb_per_image=(peaks[w.key] - grads[w.key]) / 2 ** 20 / images))
     add_ratios(rows)
     return dict(
         machine=dict(device=device, description=machine_description(device),
@@ -482,12 +517,14 @@ COLUMNS = (  # header, row key, format
     ('images', 'images', '{}'),
     ('px', 'img_size', '{}'),
     ('time/step (s)', 'time_s', '{:.3f}'),
+    ('min (s)', 'time_min_s', '{:.3f}'),
     ('ms/image', 'ms_per_image', '{:.1f}'),
     ('x MAE (time)', 'time_vs_mae', '{:.2f}'),
     ('GFLOP/step', 'flops', '{:.1f}'),
     ('GFLOP/s', 'achieved_flops_per_s', '{:.1f}'),
     ('% of matmul', 'fraction_of_ceiling', '{:.0%}'),
-    ('step peak MiB/image', 'peak_mb_per_image', '{:.0f}'),
+    ('step peak MiB', 'peak_mb', '{:.0f}'),
+    ('peak MiB/image', 'peak_mb_per_image', '{:.1f}'),
     ('x MAE (memory)', 'mem_vs_mae', '{:.2f}'),
     ('params+state MiB', 'held_mb', '{:.0f}'),
 )
@@ -519,7 +556,7 @@ def markdown(result):
     if result['targets']:
         lines += ['', '| target | measured | met |', '|---|---:|:---:|']
         for t in result['targets']:
-            fmt = '{:.0%}' if '%' in t['target'] else '{:.2f}x'
+            fmt = '{:.0%}' if '%' in t['target'] else '{:.3f}x'
             lines.append(f"| {t['target']} | {fmt.format(t['value'])} | "
                          f"{'yes' if t['met'] else 'no'} |")
     return '\n'.join(lines) + '\n'

@@ -25,17 +25,22 @@ def map_to_blocks(x, ids_keep, block):
 
     Returns:
         Tensor: (B, L, r, r, C).
+
+    The visible cells are read by indexing the (B, gh, r, gw, r, C) view of the map, which for
+    a channels-last map (the convolutions' outputs here) copies only the visible cells.
     """
     b, c, h, w = x.shape
     gh, gw = h // block, w // block
-    cells = x.reshape(b, c, gh, block, gw, block).permute(0, 2, 4, 3, 5, 1)
-    cells = cells.reshape(b, gh * gw, block, block, c)
-    index = ids_keep[:, :, None, None, None].expand(-1, -1, block, block, c)
-    return torch.gather(cells, 1, index)
+    cells = x.permute(0, 2, 3, 1).reshape(b, gh, block, gw, block, c)
+    batch = torch.arange(b, device=x.device)[:, None]
+    return cells[batch, ids_keep // gw, :, ids_keep % gw]
 
 
 def blocks_to_map(x, ids_keep, grid_hw):
     """Inverse of :func:`map_to_blocks`: a dense (B, C, gh*r, gw*r) map, zero at masked cells.
+
+    The map is stored channels-last (NHWC memory, NCHW shape): the depthwise convolution that
+    consumes it runs several times faster in that layout on CPU, its backward above all.
 
     Args:
         x (Tensor): (B, L, r, r, C) visible blocks.
@@ -46,7 +51,8 @@ def blocks_to_map(x, ids_keep, grid_hw):
     gh, gw = grid_hw
     index = ids_keep[:, :, None, None, None].expand(-1, -1, r, r, c)
     cells = x.new_zeros(b, gh * gw, r, r, c).scatter(1, index, x)
-    return cells.reshape(b, gh, gw, r, r, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, gh * r, gw * r)
+    cells = cells.reshape(b, gh, gw, r, r, c).permute(0, 1, 3, 2, 4, 5)
+    return cells.reshape(b, gh * r, gw * r, c).permute(0, 3, 1, 2)
 
 
 def pointwise(conv, x):

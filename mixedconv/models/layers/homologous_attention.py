@@ -31,11 +31,11 @@ def topk_key_mask(logits, topk, num_extra_tokens):
                 patch query, as indices among the Np patch tokens.
     """
     e = num_extra_tokens
-    patch_logits = logits[:, :, e:, e:]
-    topk_index = patch_logits.topk(topk, dim=-1, sorted=False).indices
-    patch_keep = torch.zeros_like(patch_logits, dtype=torch.bool).scatter_(-1, topk_index, True)
-    keep = torch.ones_like(logits, dtype=torch.bool)
-    keep[:, :, e:, e:] = patch_keep
+    topk_index = logits[:, :, e:, e:].topk(topk, dim=-1, sorted=False).indices
+    keep = torch.zeros_like(logits, dtype=torch.bool)
+    keep[:, :, :e] = True
+    keep[:, :, e:, :e] = True
+    keep[:, :, e:, e:].scatter_(-1, topk_index, True)  # in place, through the view
     return keep, topk_index
 
 
@@ -63,8 +63,12 @@ class HomologousAttention(Attention):
     exists); for every patch query and head only the ``topk`` largest patch-key logits are
     kept and the others set to -inf before the softmax. Class-token queries attend to every
     key, and every query also keeps the class key (it comes from no source image). The
-    logits, the top-k threshold and the softmax are computed in float32, also under autocast,
-    so bf16 rounding cannot change which keys are kept.
+    logits, the top-k selection and the attention are computed in float32, also under
+    autocast, so bf16 rounding cannot change which keys are kept.
+
+    The selection needs no gradient: the logits are computed once without autograd to choose
+    the keys, and the attention itself runs through ``F.scaled_dot_product_attention`` with
+    the kept-key mask (fused kernel and backward; no (T, T) softmax graph to store).
 
     Same constructor arguments and parameters as :class:`Attention`.
 
@@ -99,16 +103,22 @@ class HomologousAttention(Attention):
             raise ValueError(f'homologous attention needs topk >= 1, got {topk}')
         q, k, v = self.split_heads(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            logits = (q.float() * self.scale) @ k.float().transpose(-2, -1)
+            q32, k32, v32 = q.float(), k.float(), v.float()
+            bias = None
             if self.rel_pos is not None:
                 if grid_hw is None or num_extra_tokens:
                     raise ValueError('relative position bias needs the token grid (grid_hw) '
                                      'and a sequence without class token')
-                logits = logits + self.rel_pos(grid_hw).float().unsqueeze(0)
-            keep, topk_index = topk_key_mask(logits, topk, num_extra_tokens)
-            attn = logits.masked_fill(~keep, float('-inf')).softmax(dim=-1)
+                bias = self.rel_pos(grid_hw).float().unsqueeze(0)
+            with torch.no_grad():
+                logits = (q32 * self.scale) @ k32.transpose(-2, -1)
+                if bias is not None:
+                    logits = logits + bias
+                keep, topk_index = topk_key_mask(logits, topk, num_extra_tokens)
+            mask = keep if bias is None else bias.masked_fill(~keep, float('-inf'))
+            out = F.scaled_dot_product_attention(
+                q32, k32, v32, attn_mask=mask,
+                dropout_p=self.attn_drop if self.training else 0.)
         if source_ids is not None:
             self.last_precision = homologous_precision(topk_index, source_ids)
-        attn = F.dropout(attn, p=self.attn_drop if self.training else 0.)
-        out = attn.to(v.dtype) @ v
-        return self.merge_heads(out)
+        return self.merge_heads(out.to(v.dtype))

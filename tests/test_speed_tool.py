@@ -1,0 +1,89 @@
+"""tools/analysis/speed.py: a functional run with tiny models (no timing assertions)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / 'tools' / 'analysis' / 'speed.py'
+ROWS = ['mae', 'convmae_skip', 'convmae_dense', 'mixedae', 'convvit_det', 'plainvit_det']
+PRETRAIN_ROWS = ROWS[:4]
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, '-W', 'ignore', str(TOOL), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('speed')
+    proc = run_tool('--arch', 'tiny', '--img-size', '64', '--det-size', '64', '--batch', '8',
+                    '--repeats', '2', '--warmup', '0', '--device', 'cpu', '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, out
+
+
+def test_json_has_every_row_with_consistent_numbers(tiny_run):
+    _, out = tiny_run
+    result = json.loads((out / 'speed.json').read_text())
+    assert [row['key'] for row in result['rows']] == ROWS
+    assert result['machine']['device'] == 'cpu'
+    assert result['settings']['arch'] == 'tiny'
+    assert result['ceiling']['flops_per_s'] > 0
+    assert len(result['ceiling']['times_s']) == 2
+    by_key = {row['key']: row for row in result['rows']}
+    for row in result['rows']:
+        assert len(row['times_s']) == 2 and row['time_s'] > 0
+        assert row['flops'] > 0
+        assert row['achieved_flops_per_s'] == pytest.approx(row['flops'] / row['time_s'])
+        assert row['fraction_of_ceiling'] == pytest.approx(
+            row['achieved_flops_per_s'] / result['ceiling']['flops_per_s'])
+        assert row['peak_mb'] >= 0 and row['held_mb'] > 0
+    for key in PRETRAIN_ROWS:
+        row = by_key[key]
+        assert (row['images'], row['img_size']) == (8, 64)
+        assert row['time_vs_mae'] == pytest.approx(
+            row['ms_per_image'] / by_key['mae']['ms_per_image'])
+    assert by_key['mae']['time_vs_mae'] == pytest.approx(1.0)
+    assert (by_key['convvit_det']['images'], by_key['convvit_det']['img_size']) == (1, 64)
+    assert by_key['convvit_det']['time_vs_mae'] is None
+    assert by_key['convmae_skip']['overrides'] == {'skip_masked': True}
+    assert by_key['convmae_dense']['overrides'] == {'skip_masked': False}
+    # the dense path computes every masked position: more FLOPs and a larger live map
+    assert by_key['convmae_dense']['flops'] > by_key['convmae_skip']['flops']
+    assert by_key['convmae_dense']['peak_mb'] > 0
+    targets = {t['target'] for t in result['targets']}
+    assert 'skip-masked path <= 0.75x dense path' in targets
+    assert 'MixedAE step time per source image <= 1.05x MAE' in targets
+
+
+def test_markdown_table_is_printed_and_written(tiny_run):
+    stdout, out = tiny_run
+    md = (out / 'speed.md').read_text()
+    assert md in stdout
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith('| model |'))
+    columns = [c.strip() for c in header.strip('|').split('|')]
+    assert columns[:3] == ['model', 'images', 'px']
+    assert {'time/step (s)', 'x MAE (time)', 'GFLOP/step', '% of matmul',
+            'step peak MiB', 'peak MiB/image', 'x MAE (memory)'} <= set(columns)
+    start = lines.index(header) + 2
+    body = lines[start:start + len(ROWS)]
+    assert [row.split('|')[1].strip() for row in body] == [
+        'MAE ViT-T (mmpretrain)', 'ConvMAE ConvViT-T, skip masked', 'ConvMAE ConvViT-T, dense',
+        'MixedAE ViT-T', 'ConvViT-T backbone, detection', 'PlainViT-T backbone, detection']
+    assert all(len(row.strip('|').split('|')) == len(columns) for row in body)
+    assert body[0].split('|')[columns.index('x MAE (time)') + 1].strip() == '1.00'
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--img-size', '100'), 'img_size must be a multiple of 16'),
+    (('--batch', '6'), 'batch must be a multiple of 4'),
+])
+def test_bad_sizes_are_rejected_with_the_fix(tmp_path, args, message):
+    proc = run_tool('--arch', 'tiny', '--device', 'cpu', '--out', str(tmp_path), *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr

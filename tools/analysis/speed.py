@@ -1,0 +1,55 @@
+"""Measure pretraining step time, memory and FLOP rate of MAE, ConvMAE and MixedAE, and the
+detection-size inference of the ConvViT and PlainViT backbones, in one run.
+
+Examples::
+
+    python tools/analysis/speed.py --out work_dirs/speed            # Base sizes, as the issue
+    python tools/analysis/speed.py --arch tiny --repeats 2 --out /tmp/speed   # a quick check
+
+Writes ``speed.json`` and ``speed.md`` into ``--out`` and prints the table. Methods (timing,
+FLOP counting, matmul ceiling, peak memory) are described in ``mixedconv/benchmark/speed.py``.
+"""
+import argparse
+
+from mixedconv.benchmark.speed import (Settings, profile_rows, resolve_device, run_benchmark,
+                                       workloads, write_outputs)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', choices=('base', 'tiny'), default='base',
+                        help='Base-size models as in the configs, or tiny ones (minutes on CPU)')
+    parser.add_argument('--batch', type=int, default=8, help='pretraining batch (multiple of 4)')
+    parser.add_argument('--img-size', type=int, default=224, help='pretraining image side')
+    parser.add_argument('--det-size', type=int, default=1024,
+                        help='image side of the detection backbone inference (batch 1)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed rounds (median)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
+    parser.add_argument('--rows', nargs='+', metavar='ROW',
+                        choices=[w.key for w in workloads('base')],
+                        help='measure only these rows (default: all)')
+    parser.add_argument('--profile', action='store_true',
+                        help='also write a torch.profiler table of one step per row')
+    parser.add_argument('--out', required=True, help='folder for speed.json and speed.md')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        settings = Settings(arch=args.arch, batch=args.batch, img_size=args.img_size,
+                            det_size=args.det_size, device=resolve_device(args.device))
+        result = run_benchmark(settings, repeats=args.repeats, warmup=args.warmup,
+                               keys=args.rows)
+    except ValueError as err:
+        raise SystemExit(f'error: {err}')
+    json_path, md_path = write_outputs(result, args.out)
+    if args.profile:
+        profile_rows(settings, [row['key'] for row in result['rows']], args.out)
+    print(md_path.read_text())
+    print(f'wrote {json_path} and {md_path}')
+
+
+if __name__ == '__main__':
+    main()
