@@ -98,6 +98,9 @@ def test_describe_released_checkpoints(tmp_path):
     with pytest.raises(ValueError, match='pass --method'):
         describe_checkpoint(str(vit))
     assert describe_checkpoint(str(vit), method='MAE').arch == 'small'
+    assert describe_checkpoint(str(vit), 'MAE', arch='PlainViT:large').arch == 'large'
+    with pytest.raises(CheckpointError, match='not the ConvViT given by --arch'):
+        describe_checkpoint(str(vit), 'MAE', arch='ConvViT')
     other = tmp_path / 'resnet.pth'
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, other)
     with pytest.raises(CheckpointError, match='neither a ConvViT'):
@@ -120,6 +123,8 @@ def test_launch_commands():
     (['x.pth', '--tasks', 'coco'], 'unknown task .*valid: coco-maskrcnn, ade20k-upernet'),
     (['--pretrain', 'beit'], 'unknown pretraining method .*valid: convmae, mixedae, mae'),
     (['missing.pth'], 'checkpoint not found: missing.pth'),
+    (['x.pth', '--arch', 'Swin'], 'unknown backbone .*valid: ConvViT, PlainViT'),
+    (['x.pth', '--arch', 'PlainViT:giant'], 'unknown PlainViT arch .*valid: tiny, small, base'),
 ])
 def test_cli_errors_name_valid_choices(args, message):
     out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), *args],

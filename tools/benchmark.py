@@ -21,8 +21,10 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mixedconv.benchmark import PRETRAIN_CONFIGS, TASK_CONFIGS, Launch  # noqa: E402
+from mixedconv.benchmark.checkpoints import parse_arch  # noqa: E402
 from mixedconv.benchmark.recipes import parse_names  # noqa: E402
 from mixedconv.benchmark.runner import run_benchmark, run_chain, write_leaderboard  # noqa: E402
+from mixedconv.checkpoint import CheckpointError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,6 +37,8 @@ def parse_args(argv=None):
                    '(default: the configs\' data/ paths; with --pretrain: generated data)')
     p.add_argument('--work-dir', default='work_dirs/benchmark')
     p.add_argument('--method', help='pretraining method of the checkpoints, when they do not say')
+    p.add_argument('--arch', help='backbone of the checkpoints instead of detecting it: ConvViT or '
+                   'PlainViT, optionally with an arch (PlainViT:large, ConvViT:b)')
     p.add_argument('--baseline', default='MAE', help='method the leaderboard compares against')
     p.add_argument('--launcher', default='none', choices=['none', 'pytorch', 'slurm'])
     p.add_argument('--gpus', type=int, default=1, help='processes per task (pytorch, slurm)')
@@ -50,6 +54,8 @@ def main(argv=None):
     try:
         tasks = parse_names(args.tasks, list(TASK_CONFIGS), 'task')
         launch = Launch(args.launcher, args.gpus, args.partition)
+        if args.arch:
+            parse_arch(args.arch)
         for path in args.checkpoints:
             if not osp.isfile(path):
                 raise FileNotFoundError(f'checkpoint not found: {path}')
@@ -59,9 +65,9 @@ def main(argv=None):
                               args.baseline)
         if args.checkpoints:
             records = run_benchmark(args.checkpoints, tasks, args.work_dir, args.data_root,
-                                    launch=launch, method=args.method)
+                                    launch=launch, method=args.method, arch=args.arch)
             files = write_leaderboard(records, args.work_dir, args.baseline)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
         sys.exit(f'error: {err}')
     print('\nleaderboard:')
     for kind, path in files.items():

@@ -42,19 +42,44 @@ class CheckpointInfo:
         return f'{FAMILY_LABEL[self.family]}-{size}'
 
 
-def describe_checkpoint(path, method=None):
-    """Inspect ``path``; ``method`` overrides the method found (or not found) in it.
+FAMILIES = {'ConvViT': ConvViT, 'PlainViT': PlainViT}
+
+
+def parse_arch(text):
+    """``'PlainViT'`` or ``'PlainViT:large'`` -> (family, arch name or None), validated."""
+    family, _, name = text.partition(':')
+    if family not in FAMILIES:
+        raise ValueError(f'unknown backbone {family!r}; valid: {", ".join(FAMILIES)} '
+                         '(optionally :ARCH, e.g. PlainViT:large)')
+    zoo = FAMILIES[family].arch_zoo
+    if name and name not in zoo:
+        raise ValueError(f'unknown {family} arch {name!r}; valid: {", ".join(zoo)}')
+    return family, name or None
+
+
+def describe_checkpoint(path, method=None, arch=None):
+    """Inspect ``path``. ``method`` overrides the method found (or not found) in it; ``arch``
+    (``'ConvViT'``, ``'PlainViT:large'``, see :func:`parse_arch`) states the backbone instead
+    of reading it from the checkpoint.
 
     Raises:
-        CheckpointError: the tensors fit neither ConvViT nor a plain ViT.
-        ValueError: the method cannot be told and was not given.
+        CheckpointError: the tensors fit neither ConvViT nor a plain ViT, or not the stated
+            backbone.
+        ValueError: the method cannot be told and was not given; an unknown ``arch``.
     """
+    family, arch_name = parse_arch(arch) if arch else (None, None)
     checkpoint = safe_load(path)
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     cfg_text = meta.get('cfg') if isinstance(meta, dict) else None
     info = _from_config(path, cfg_text) if cfg_text else None
+    if arch_name:
+        info = CheckpointInfo(path, family, arch_name, info and info.method,
+                              info and info.pretrain_epochs)
     if info is None:
         info = _from_tensors(path, unwrap_state_dict(checkpoint))
+    if family and info.family != family:
+        raise CheckpointError(f'{path} holds a {info.family} encoder, not the {family} given '
+                              'by --arch')
     info.method = method or info.method or infer_method(osp.basename(path))
     if not info.method:
         raise ValueError(f'cannot tell the pretraining method of {path}; pass --method '

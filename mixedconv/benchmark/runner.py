@@ -203,11 +203,12 @@ def pretrain(method, work_dir, data_root=None, embedded=False, launch=Launch(), 
 
 
 def run_benchmark(checkpoints, tasks, work_dir, data_root=None, embedded=False,
-                  launch=Launch(), method=None, transfer_iters=2):
-    """Run every task for every checkpoint; returns the list of summaries."""
+                  launch=Launch(), method=None, transfer_iters=2, arch=None):
+    """Run every task for every checkpoint; returns the list of summaries. ``method`` and
+    ``arch`` state what the checkpoints are (see :func:`describe_checkpoint`)."""
     records = []
     for checkpoint in checkpoints:
-        info = describe_checkpoint(checkpoint, method)
+        info = describe_checkpoint(checkpoint, method, arch)
         run_name = f'{info.method.lower()}_{info.backbone_label.lower()}_' \
                    f'{osp.splitext(osp.basename(checkpoint))[0]}'
         for task in tasks:
