@@ -70,6 +70,13 @@ def test_size_not_multiple_of_16_is_rejected(size):
         tiny()(torch.randn(1, 3, *size))
 
 
+def test_unknown_arch_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown ConvViT arch 'xl'; use one of \['b', 'h', 'l', 's'\]"):
+        ConvViT(arch='xl')
+    with pytest.raises(ValueError, match='needs exactly the keys'):
+        ConvViT(arch=dict(embed_dims=(8, 16, 32), depths=(1, 1, 1)))
+
+
 def test_other_input_size_resizes_pos_embed_at_forward():
     model = tiny(img_size=64).eval()
     x = torch.randn(1, 3, 96, 128)
