@@ -72,6 +72,21 @@ def _init_cpu_process_group(cfg):
     dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
 
 
+def enable_amp(cfg):
+    """``--amp``: train with ``AmpOptimWrapper`` (dynamic loss scale unless the config sets
+    one); a config that already uses it is left as it is."""
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper == 'AmpOptimWrapper':
+        print_log('--amp: the config already uses AmpOptimWrapper', logger='current')
+    elif wrapper != 'OptimWrapper':
+        raise ValueError(f'--amp cannot replace optim_wrapper type {wrapper}; set '
+                         'optim_wrapper.type=AmpOptimWrapper in the config instead')
+    else:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg
+
+
 def build_runner(cfg):
     """``Runner.from_cfg``, or the config's own ``runner_type``."""
     import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)

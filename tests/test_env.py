@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -56,3 +57,17 @@ def test_config_inherits_installed_library_config(tmp_path):
     seg = tmp_path / 'seg.py'
     seg.write_text("_base_ = 'mmseg::_base_/models/upernet_r50.py'\n")
     assert Config.fromfile(str(seg)).model.decode_head.type == 'UPerHead'
+
+
+def test_amp_flag_switches_the_optim_wrapper():
+    from mixedconv.launch import enable_amp
+    cfg = Config.fromfile(os.path.join(ROOT, 'tests', 'configs', 'tiny_resnet_classifier.py'))
+    enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    bf16 = Config.fromfile(os.path.join(
+        ROOT, 'configs', 'convmae', 'convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py'))
+    assert enable_amp(bf16).optim_wrapper.dtype == 'bfloat16'  # left as the recipe set it
+    cfg.optim_wrapper.type = 'ApexOptimWrapper'
+    with pytest.raises(ValueError, match='cannot replace optim_wrapper type ApexOptimWrapper'):
+        enable_amp(cfg)

@@ -8,10 +8,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.logging import print_log  # noqa: E402
-
 from mixedconv.data.layout import check_dataset_paths  # noqa: E402
-from mixedconv.launch import build_runner, load_config, parser  # noqa: E402
+from mixedconv.launch import build_runner, enable_amp, load_config, parser  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,14 +25,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
     if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper == 'AmpOptimWrapper':
-            print_log('--amp: the config already uses AmpOptimWrapper', logger='current')
-        elif wrapper != 'OptimWrapper':
-            raise ValueError(f'--amp cannot replace optim_wrapper type {wrapper}')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        enable_amp(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
