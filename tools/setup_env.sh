@@ -52,6 +52,14 @@ print(torch.__version__.split('+')[0], f'cp{sys.version_info.major}{sys.version_
       f'cu{cuda.replace(".", "")}' if cuda else 'cpu')
 PY
 )
+# CUDA ops need nvcc (its major version must match torch's CUDA); without it, build the CPU
+# ops and say that mmdet/mmseg on the GPU will lack them
+if [[ "$cuda_tag" != cpu ]] && ! command -v nvcc >/dev/null; then
+    log "WARNING: a GPU is visible but nvcc is not: building mmcv with CPU ops only."
+    log "         mmdet/mmseg need CUDA ops on the GPU; install the CUDA toolkit matching"
+    log "         torch's CUDA ($cuda_tag), put nvcc on PATH and rerun this script."
+    cuda_tag=cpu
+fi
 mmcv_ver="$(sed -n 's/^mmcv==//p' "$req/constraints.txt")"
 wheel_dir="$cache/wheels/mmcv-$mmcv_ver-torch$torch_ver-$py_tag-$cuda_tag"
 if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
