@@ -71,7 +71,8 @@ def test_size_not_multiple_of_16_is_rejected(size):
 
 
 def test_unknown_arch_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown ConvViT arch 'xl'; use one of \['b', 'h', 'l', 's'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown ConvViT arch 'xl'; use one of \['b', 'h', 'l', 's'\]"):
         ConvViT(arch='xl')
     with pytest.raises(ValueError, match='needs exactly the keys'):
         ConvViT(arch=dict(embed_dims=(8, 16, 32), depths=(1, 1, 1)))

@@ -18,8 +18,8 @@ TINY = dict(embed_dim=32, depth=2, num_heads=2)
 
 def build_mixedae(**kwargs):
     cfg = dict(backbone=dict(type='PlainViT', arch=TINY, img_size=64),
-               neck=dict(type='ReconstructionDecoder', in_dim=32, embed_dim=32, depth=1, num_heads=2,
-                         patch_size=16),
+               neck=dict(type='ReconstructionDecoder', in_dim=32, embed_dim=32, depth=1,
+                         num_heads=2, patch_size=16),
                hc_hidden_dim=32, hc_out_dim=16)
     cfg.update(kwargs)
     return MixedAE(**cfg)
@@ -110,7 +110,8 @@ def test_mixing_invariants_and_unmixing_restores_sources():
     x_vis, ids_restore, mask = unmix_tokens(mixed, perm, g)
     assert x_vis.shape == (m * g, n // g, d)
     restored = torch.cat([x_vis, torch.zeros(m * g, n - n // g, d)], 1)
-    restored = restored.gather(1, ids_restore[..., None].expand(-1, -1, d))  # as ReconstructionDecoder
+    # the same restore as ReconstructionDecoder
+    restored = restored.gather(1, ids_restore[..., None].expand(-1, -1, d))
     for b in range(m * g):
         supplied = slots[b // g] == b % g
         assert torch.equal(mask[b], (~supplied).float())

@@ -10,7 +10,8 @@ LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmse
 
 
 def ours(registry):
-    return sorted(n for n, c in registry.module_dict.items() if c.__module__.startswith('mixedconv'))
+    return sorted(n for n, c in registry.module_dict.items()
+                  if c.__module__.startswith('mixedconv'))
 
 
 def test_components_registered():

@@ -30,7 +30,8 @@ from mixedconv.checkpoint import CheckpointError  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('checkpoints', nargs='*', help='pretrained checkpoints to evaluate')
-    p.add_argument('--pretrain', help=f'pretrain these methods first ({",".join(PRETRAIN_CONFIGS)})')
+    p.add_argument('--pretrain',
+                   help=f'pretrain these methods first ({",".join(PRETRAIN_CONFIGS)})')
     p.add_argument('--tasks', default='coco-maskrcnn,ade20k-upernet',
                    help=f'comma-separated, from {",".join(TASK_CONFIGS)}')
     p.add_argument('--data-root', help='folder with coco/, ade/ADEChallengeData2016/, imagenet/ '
