@@ -131,3 +131,45 @@ def test_cli_errors_name_valid_choices(args, message):
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode != 0
     assert __import__('re').search(message, out.stderr), out.stderr[-500:]
+
+
+@pytest.mark.parametrize('task, family, arch', [
+    ('coco-maskrcnn', 'ConvViT', 'l'), ('coco-maskrcnn', 'PlainViT', 'large'),
+    ('ade20k-upernet', 'ConvViT', 'b'), ('ade20k-upernet', 'PlainViT', 'large'),
+    ('in1k-finetune', 'ConvViT', 'b'), ('in1k-finetune', 'PlainViT', 'base'),
+    ('in1k-linear', 'ConvViT', 's')])
+def test_real_recipe_configs_follow_the_checkpoint(task, family, arch, tmp_path):
+    """Full-size recipes take the checkpoint's arch (block indices moved to its depth), the
+    checkpoint itself and the datasets under --data-root; they build into real models."""
+    from mmengine.registry import DefaultScope
+
+    from mixedconv.benchmark import CheckpointInfo, build_task_config
+    from mixedconv.benchmark.recipes import (DATA_DIRS, TASK_DATA, backbone_channels,
+                                             base_dataset, depth_of)
+    info = CheckpointInfo(str(tmp_path / 'enc.pth'), family, arch, 'MAE')
+    cfg = build_task_config(info, task, data_root=str(tmp_path / 'data'))
+    backbone = cfg.model.backbone
+    assert backbone.arch == arch
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=info.path)
+    depth = depth_of(family, arch)
+    for key in ('global_blocks', 'out_indices'):
+        if backbone.get(key) and family == 'PlainViT' or key == 'global_blocks':
+            assert all(0 <= i < depth for i in backbone.get(key) or ()), (key, backbone[key])
+    if task == 'coco-maskrcnn' and family == 'PlainViT':
+        assert backbone.out_indices == (depth - 1,)
+    root = osp.join(str(tmp_path / 'data'), DATA_DIRS[TASK_DATA[task]])
+    for split in ('train_dataloader', 'val_dataloader'):
+        assert base_dataset(cfg[split]).data_root == root
+    if task == 'coco-maskrcnn':
+        assert cfg.val_evaluator.ann_file.startswith(root)
+    channels = backbone_channels(backbone)
+    readers = [cfg.model.get('neck'), cfg.model.get('decode_head'), cfg.model.get('head')]
+    width = channels[-1]
+    for reader in filter(None, readers):
+        if 'in_channels' in reader:
+            assert reader.in_channels in (channels, width), reader
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        from mmengine.registry import MODELS
+        cfg.model.backbone.init_cfg = None
+        model = MODELS.build(cfg.model)
+    assert type(model.backbone).__name__ == family

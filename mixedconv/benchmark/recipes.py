@@ -59,15 +59,45 @@ def task_config(task, family):
     return osp.join(REPO, configs[family])
 
 
-def depth_of(family, arch):
-    """Transformer blocks of the stage the recipes index (ConvViT stage 3, PlainViT all)."""
+def _arch_settings(family, arch):
     from ..models.backbones.convvit import ConvViT
     from ..models.backbones.plain_vit import PlainViT
-    if family == 'ConvViT':
-        arch = ConvViT.arch_zoo[arch] if isinstance(arch, str) else arch
-        return arch['depths'][2]
-    arch = PlainViT.arch_zoo[arch] if isinstance(arch, str) else arch
-    return arch['depth']
+    zoo = (ConvViT if family == 'ConvViT' else PlainViT).arch_zoo
+    return zoo[arch] if isinstance(arch, str) else arch
+
+
+def depth_of(family, arch):
+    """Transformer blocks of the stage the recipes index (ConvViT stage 3, PlainViT all)."""
+    settings = _arch_settings(family, arch)
+    return settings['depths'][2] if family == 'ConvViT' else settings['depth']
+
+
+def backbone_channels(backbone):
+    """Channels of a ConvViT / PlainViT config's output maps, in output order."""
+    settings = _arch_settings(backbone['type'], backbone['arch'])
+    if backbone['type'] == 'ConvViT':
+        dims = settings['embed_dims']
+        per_level = (dims[0], dims[1], dims[2], dims[2])  # /4, /8, /16, /32
+        return [per_level[i] for i in backbone.get('out_indices', (2, ))]
+    return [settings['embed_dim']] * len(backbone.get('out_indices') or (0, ))
+
+
+def adapt_heads(cfg):
+    """Set the input channels of what reads the backbone (neck, decode/auxiliary heads, the
+    classifier head) to the backbone's output channels."""
+    model = cfg.model
+    channels = backbone_channels(model.backbone)
+    neck = model.get('neck')
+    if neck and 'in_channels' in neck:
+        neck.in_channels = channels if isinstance(neck.in_channels, (list, tuple)) \
+            else channels[-1]
+    if model.get('decode_head'):
+        model.decode_head.in_channels = channels
+    if model.get('auxiliary_head'):
+        model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
+    if cfg.default_scope == 'mmpretrain' and model.get('head', {}).get('in_channels'):
+        model.head.in_channels = channels[-1]
+    return cfg
 
 
 def adapt_backbone(backbone, arch):

@@ -28,7 +28,7 @@ from ..leaderboard.summary import (TaskSummary, current_git_commit, read_summary
                                    summary_path, utc_now, write_summary)
 from .checkpoints import describe_checkpoint
 from .recipes import (DATA_DIRS, PRETRAIN_CONFIGS, REPO, TASK_DATA, adapt_backbone,
-                      set_data_root, task_config)
+                      adapt_heads, set_data_root, task_config)
 from .tiny import shrink_pretrain, shrink_transfer
 
 PROGRESS = re.compile(r'(Epoch|Iter)\((train|val|test)\)|mmengine - ERROR|Error|Traceback')
@@ -122,6 +122,7 @@ def build_task_config(info, task, data_root=None, embedded=False, transfer_iters
                              'tiny encoders; run real checkpoints without --embedded')
     else:
         adapt_backbone(cfg.model.backbone, info.arch)
+        adapt_heads(cfg)
         if data_dir:
             set_data_root(cfg, data_dir)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=osp.abspath(info.path))

@@ -8,7 +8,7 @@ as a real run.
 import torch
 from mmengine.logging import print_log
 
-from .recipes import adapt_backbone, base_dataset, depth_of, set_data_root
+from .recipes import adapt_backbone, adapt_heads, base_dataset, depth_of, set_data_root
 
 SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
 ARCHS = {
@@ -22,17 +22,6 @@ HEAD_CHANNELS = 32
 COCO_CLASSES = ('rectangle', 'ellipse', 'triangle')
 # the first ADE20K classes: label values 1..4 of generated label maps keep their meaning
 ADE_CLASSES = ('wall', 'building', 'sky', 'floor')
-
-
-def _backbone_channels(backbone):
-    """Channels of the backbone's output maps, in output order."""
-    kind = backbone['type']
-    if kind == 'ConvViT':
-        dims = ARCHS['ConvViT']['embed_dims']
-        per_level = (dims[0], dims[1], dims[2], dims[2])
-        return [per_level[i] for i in backbone.get('out_indices', (2,))]
-    width = ARCHS['PlainViT']['embed_dim']
-    return [width] * len(backbone.get('out_indices', (0,)))
 
 
 def _shrink_backbone(backbone):
@@ -96,11 +85,11 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
     followed by one evaluation."""
     model = cfg.model
     _shrink_backbone(model.backbone)
-    channels = _backbone_channels(model.backbone)
+    adapt_heads(cfg)
     if cfg.default_scope == 'mmdet':
-        _shrink_detection(cfg, data_root, channels)
+        _shrink_detection(cfg, data_root)
     elif cfg.default_scope == 'mmseg':
-        _shrink_segmentation(cfg, data_root, channels)
+        _shrink_segmentation(cfg, data_root)
     else:
         raise ValueError(f'not a transfer config (default_scope {cfg.default_scope!r})')
     _loader(cfg.train_dataloader, batch_size)
@@ -113,12 +102,8 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
     return cfg
 
 
-def _shrink_detection(cfg, data_root, channels):
+def _shrink_detection(cfg, data_root):
     model = cfg.model
-    if model.neck.type == 'FPN':
-        model.neck.in_channels = channels
-    else:
-        model.neck.in_channels = channels[-1]
     for augment in model.data_preprocessor.get('batch_augments') or []:
         augment['size'] = (SIZE, SIZE)
     _narrow_detection_heads(model)
@@ -155,15 +140,13 @@ def _narrow_detection_heads(model, width=HEAD_CHANNELS):
     model.train_cfg.rcnn.sampler.num = 64
 
 
-def _shrink_segmentation(cfg, data_root, channels):
+def _shrink_segmentation(cfg, data_root):
     model = cfg.model
     crop = (SIZE, SIZE)
     model.data_preprocessor.size = crop
     for head in (model.decode_head, model.auxiliary_head):
         head.update(norm_cfg=dict(type='BN', requires_grad=True), channels=HEAD_CHANNELS,
                     num_classes=len(ADE_CLASSES))
-    model.decode_head.in_channels = channels
-    model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
     model.test_cfg = dict(mode='slide', crop_size=crop, stride=(SIZE * 2 // 3,) * 2)
     set_data_root(cfg, data_root)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
