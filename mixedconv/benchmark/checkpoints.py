@@ -11,10 +11,11 @@ from typing import Optional, Union
 
 from mmengine.config import Config
 
-from ..leaderboard.collect import infer_method
 from ..checkpoint import CheckpointError, safe_load, strip_prefix, unwrap_state_dict
+from ..leaderboard.collect import infer_method
 from ..models.backbones.convvit import ConvViT
 from ..models.backbones.plain_vit import PlainViT
+from .recipes import FAMILIES
 from .tiny import ARCHS as TINY_ARCHS
 
 METHODS = {'ConvMAE': 'ConvMAE', 'MixedAE': 'MixedAE', 'MAE': 'MAE'}  # model.type -> label
@@ -40,9 +41,6 @@ class CheckpointInfo:
         else:
             size = 'custom'
         return f'{FAMILY_LABEL[self.family]}-{size}'
-
-
-FAMILIES = {'ConvViT': ConvViT, 'PlainViT': PlainViT}
 
 
 def parse_arch(text):

@@ -3,6 +3,11 @@ is adapted to the architecture of the checkpoint it loads."""
 import os.path as osp
 
 from ..leaderboard.metrics import TASKS
+from ..models.backbones.convvit import ConvViT
+from ..models.backbones.plain_vit import PlainViT
+
+# backbone families the recipes transfer, by registry name
+FAMILIES = {'ConvViT': ConvViT, 'PlainViT': PlainViT}
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -60,10 +65,7 @@ def task_config(task, family):
 
 
 def _arch_settings(family, arch):
-    from ..models.backbones.convvit import ConvViT
-    from ..models.backbones.plain_vit import PlainViT
-    zoo = (ConvViT if family == 'ConvViT' else PlainViT).arch_zoo
-    return zoo[arch] if isinstance(arch, str) else arch
+    return FAMILIES[family].arch_zoo[arch] if isinstance(arch, str) else arch
 
 
 def depth_of(family, arch):

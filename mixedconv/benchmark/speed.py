@@ -143,6 +143,7 @@ def model_config(workload, settings):
     """The model config of a row: the recipe's, with only the sizes changed for 'tiny'."""
     from mmengine.config import Config
 
+    from .recipes import adapt_backbone
     from .tiny import ARCHS, shrink_pretrain
     cfg = Config.fromfile(str(CONFIG_ROOT / workload.config))
     if workload.kind == 'pretrain':
@@ -160,9 +161,7 @@ def model_config(workload, settings):
     backbone.pop('init_cfg', None)
     backbone.img_size = settings.det_size
     if settings.arch == 'tiny':
-        backbone.arch = ARCHS[backbone.type]
-        if backbone.type == 'PlainViT':  # the Base block indices do not exist in 4 blocks
-            backbone.update(out_indices=(-1,), global_blocks=(-1,))
+        adapt_backbone(backbone, ARCHS[backbone.type])
     return backbone
 
 
