@@ -104,14 +104,15 @@ def test_with_cp_gives_the_same_gradients():
     model = tiny(out_indices=(0, 2))
     x = torch.randn(2, 3, 64, 64)
     grads = []
-    for with_cp in (False, True):
+    for with_cp in (False, True, 'elementwise'):
         model.with_cp = with_cp
         model.zero_grad()
         sum(o.square().mean() for o in model(x)).backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
-    assert len(grads[0]) == len(grads[1]) > 0
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b)
+    assert len(grads[0]) == len(grads[1]) == len(grads[2]) > 0
+    for reference, *others in zip(*grads):
+        for other in others:
+            torch.testing.assert_close(other, reference)
 
 
 def test_frozen_stages():

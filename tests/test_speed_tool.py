@@ -45,11 +45,17 @@ def test_json_has_every_row_with_consistent_numbers(tiny_run):
     for key in PRETRAIN_ROWS:
         row = by_key[key]
         assert (row['images'], row['img_size']) == (8, 64)
+        # per-image memory: slope of the step peak between batch 8 and batch 16
+        assert set(row['peaks_mb']) == {'8', '16'}
+        assert row['peak_mb'] == row['peaks_mb']['8']
+        assert row['peak_mb_per_image'] == pytest.approx(
+            (row['peaks_mb']['16'] - row['peaks_mb']['8']) / 8)
         assert row['time_vs_mae'] == pytest.approx(
             row['ms_per_image'] / by_key['mae']['ms_per_image'])
     assert by_key['mae']['time_vs_mae'] == pytest.approx(1.0)
     assert (by_key['convvit_det']['images'], by_key['convvit_det']['img_size']) == (1, 64)
     assert by_key['convvit_det']['time_vs_mae'] is None
+    assert set(by_key['convvit_det']['peaks_mb']) == {'1'}
     assert by_key['convmae_skip']['overrides'] == {'skip_masked': True}
     assert by_key['convmae_dense']['overrides'] == {'skip_masked': False}
     # the dense path computes every masked position: more FLOPs and a larger live map

@@ -19,14 +19,16 @@ the sizes, through :func:`mixedconv.benchmark.tiny.shrink_pretrain` and
 * **ceiling**: the rate of a square matmul measured in the same run (float32 4096 x 4096 on
   CPU, bfloat16 8192 x 8192 on CUDA); every row reports its achieved FLOP/s as a fraction of it.
 * **peak memory**: the peak of a step *above* the memory held before it (parameters and
-  optimizer state), i.e. gradients, activations and temporaries. The per-image figure
-  leaves out the gradients (their size does not depend on the batch): (step peak - gradient
-  bytes) / images, the part that grows with the batch; the MAE ratio uses it.
-  CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``. CPU: one child
-  process measures every row in turn with glibc's ``MALLOC_MMAP_THRESHOLD_=65536`` (tensors
-  of 64 KiB and more are mapped and unmapped, so resident memory follows the live tensors):
-  after a warm-up step it reads ``VmRSS``, resets the high-water mark (``5`` into
-  ``/proc/self/clear_refs``), runs one step and reads ``VmHWM``.
+  optimizer state, gradients freed), i.e. activations, gradients and temporaries, measured at
+  the benchmark batch and at twice that batch. The per-image figure is the slope between the
+  two, (peak(2B) - peak(B)) / B: the memory each further image costs, free of the
+  batch-independent part (gradients, workspaces); the MAE ratio uses it. Inference rows
+  (batch 1) report their peak. CUDA: ``torch.cuda.max_memory_allocated`` after
+  ``reset_peak_memory_stats``. CPU: one child process measures every row in turn with glibc's
+  ``MALLOC_MMAP_THRESHOLD_=65536`` (tensors of 64 KiB and more are mapped and unmapped, so
+  resident memory follows the live tensors): after a warm-up step at the batch size it reads
+  ``VmRSS``, resets the high-water mark (``5`` into ``/proc/self/clear_refs``), runs one step
+  and reads ``VmHWM``.
 
 CUDA runs under bfloat16 autocast (the configs' AMP dtype); CPU runs in float32.
 """
@@ -40,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -356,11 +358,39 @@ def cpu_step_peak(runner):
     return (_proc_status_kib('VmHWM') - base) * 1024
 
 
+def memory_batches(workload, settings):
+    """Batch sizes a row's peak is measured at: B and 2B for pretraining, 1 for inference."""
+    return (settings.batch, 2 * settings.batch) if workload.kind == 'pretrain' else (1,)
+
+
+def step_peaks(runner, measure):
+    """Step peaks of a row at each of :func:`memory_batches` (one warm-up step each).
+
+    Returns:
+        list[int]: bytes, one per batch size.
+    """
+    peaks = []
+    for batch in memory_batches(runner.workload, runner.settings):
+        if runner.workload.kind == 'pretrain':
+            runner.inputs = make_inputs(runner.workload, replace(runner.settings, batch=batch))
+        runner.step()  # optimizer state allocated, lazy initialisations done
+        peaks.append(measure(runner))
+    return peaks
+
+
+def per_image_peak(peaks, batches):
+    """Memory per image: the slope of the peak over the batch size (the peak itself for one
+    batch size)."""
+    if len(batches) == 1:
+        return peaks[0] / batches[0]
+    return (peaks[-1] - peaks[0]) / (batches[-1] - batches[0])
+
+
 def cpu_peaks(keys, settings):
     """Run :func:`memory_worker` in a child process with the malloc settings it needs.
 
     Returns:
-        dict[str, int]: step peak bytes per row key.
+        dict[str, list[int]]: step peak bytes per row key, one per :func:`memory_batches`.
     """
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
     spec = json.dumps(dict(keys=list(keys), settings=settings.__dict__))
@@ -372,14 +402,13 @@ def cpu_peaks(keys, settings):
 
 
 def memory_worker(spec):
-    """Child-process entry: build each row in turn, warm up once, measure one step's peak."""
+    """Child-process entry: build each row in turn and measure its :func:`step_peaks`."""
     settings = Settings(**spec['settings'])
     by_key = {w.key: w for w in workloads(settings.arch)}
     peaks = {}
     for key in spec['keys']:
         runner = Runner(by_key[key], settings)
-        runner.step()  # optimizer state allocated, lazy initialisations done
-        peaks[key] = cpu_step_peak(runner)
+        peaks[key] = step_peaks(runner, cpu_step_peak)
         del runner
         gc.collect()
     return peaks
@@ -441,7 +470,7 @@ def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
     held = {key: r.held_bytes() for key, r in runners.items()}
     grads = {key: r.grad_bytes() for key, r in runners.items()}
     if device == 'cuda':
-        peaks = {key: cuda_step_peak(r) for key, r in runners.items()}
+        peaks = {key: step_peaks(r, cuda_step_peak) for key, r in runners.items()}
     else:
         runners.clear()  # free this process's models before the child builds its own
         gc.collect()
@@ -451,6 +480,7 @@ def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
     for w in chosen:
         median = statistics.median(times[w.key])
         images = settings.batch if w.kind == 'pretrain' else 1
+        batches = memory_batches(w, settings)
         rows.append(dict(
             key=w.key, label=w.label, kind=w.kind, config=w.config,
             overrides=dict(w.overrides), images=images,
@@ -460,8 +490,9 @@ def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
             flops=flops[w.key], achieved_flops_per_s=flops[w.key] / median,
             fraction_of_ceiling=flops[w.key] / median / ceiling_rate,
             held_mb=held[w.key] / 2 ** 20, grad_mb=grads[w.key] / 2 ** 20,
-            peak_mb=peaks[w.key] / 2 ** 20,
-            peak_mb_per_image=(peaks[w.key] - grads[w.key]) / 2 ** 20 / images))
+            peak_mb=peaks[w.key][0] / 2 ** 20,
+            peaks_mb={str(n): p / 2 ** 20 for n, p in zip(batches, peaks[w.key])},
+            peak_mb_per_image=per_image_peak(peaks[w.key], batches) / 2 ** 20))
     add_ratios(rows)
     return dict(
         machine=dict(device=device, description=machine_description(device),

@@ -8,8 +8,8 @@ from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
 from ..heads import init_transformer_
-from ..layers import (Attention, Block, HomologousAttention, LayerNorm6, infer_grid,
-                      resize_pos_embed, run_blocks, sincos_pos_embed_2d)
+from ..layers import (Attention, Block, HomologousAttention, LayerNorm6, check_cp_mode,
+                      infer_grid, resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
 from .base import PretrainedBackbone
 
@@ -93,7 +93,8 @@ class PlainViT(PretrainedBackbone):
             MixedAE pretraining).
         frozen_stages (int): -1 freezes nothing; k >= 0 freezes the embeddings and the
             first k blocks (no gradient, eval mode).
-        with_cp (bool): activation checkpointing of the blocks.
+        with_cp (bool | str): activation checkpointing of the blocks: ``False``, ``True`` or
+            ``'elementwise'`` (:func:`~mixedconv.models.layers.run_blocks`).
         init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` to load weights.
     """
 
@@ -124,6 +125,7 @@ class PlainViT(PretrainedBackbone):
         self.out_type = out_type
         self.out_indices = self._resolve_out_indices(out_indices, settings)
         self.final_norm = final_norm
+        check_cp_mode(with_cp)
         self.with_cp = with_cp
         self.frozen_stages = frozen_stages
         if attn_layer not in ATTN_LAYERS:

@@ -5,6 +5,8 @@ from functools import partial
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, LayerScale, Mlp
+from torch.utils.checkpoint import (CheckpointPolicy, checkpoint,
+                                    create_selective_checkpoint_contexts, noop_context_fn)
 
 from .attention import Attention
 from .window import window_partition, window_unpartition
@@ -58,11 +60,55 @@ class Block(nn.Module):
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
 
+_aten = torch.ops.aten
+# ops whose outputs 'elementwise' checkpointing keeps: matmuls and the fused attention kernels
+SAVED_OPS = frozenset({
+    _aten.mm.default, _aten.addmm.default, _aten.bmm.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu.default,
+    _aten._scaled_dot_product_flash_attention.default,
+    _aten._scaled_dot_product_efficient_attention.default,
+    _aten._scaled_dot_product_cudnn_attention.default,
+})
+
+
+def _save_matmul_outputs(ctx, op, *args, **kwargs):
+    """Selective-checkpoint policy: keep what matmuls and attention kernels produce,
+    recompute everything else."""
+    if op in SAVED_OPS:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+CP_MODES = (False, True, 'elementwise')
+
+
+def check_cp_mode(with_cp, allowed=CP_MODES):
+    """Raise a ValueError naming the accepted values unless ``with_cp`` is one of them."""
+    if not any(with_cp is mode or (isinstance(mode, str) and with_cp == mode)
+               for mode in allowed):
+        raise ValueError(f'with_cp must be one of {", ".join(map(repr, allowed))}, got '
+                         f'{with_cp!r}')
+
+
 def run_blocks(blocks, x, with_cp=False, **kwargs):
-    """Run ``blocks`` in order, with activation checkpointing in training if ``with_cp``."""
+    """Run ``blocks`` in order, with activation checkpointing in training.
+
+    Args:
+        blocks (Iterable[callable]): blocks (or block methods) taking ``x`` and ``kwargs``.
+        x (Tensor): input of the first block.
+        with_cp (bool | str): ``False``: keep every activation; ``True``: keep only each
+            block's input and recompute the block in backward; ``'elementwise'``: keep the
+            block input and the matmul outputs, recompute the element-wise work (norms,
+            activations, gathers and scatters, depthwise convolutions) from them, which costs
+            no matmul or attention time.
+    """
+    check_cp_mode(with_cp)
+    recompute = with_cp and x.requires_grad and torch.is_grad_enabled()
+    context_fn = (partial(create_selective_checkpoint_contexts, _save_matmul_outputs)
+                  if with_cp == 'elementwise' else noop_context_fn)
     for blk in blocks:
-        if with_cp and x.requires_grad and torch.is_grad_enabled():
-            x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False, **kwargs)
+        if recompute:
+            x = checkpoint(blk, x, use_reentrant=False, context_fn=context_fn, **kwargs)
         else:
             x = blk(x, **kwargs)
     return x
