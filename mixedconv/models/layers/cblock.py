@@ -1,82 +1,9 @@
-"""The convolution block of ConvMAE stages 1-2 (Gao et al. 2022, sec. 3.1) and the helpers that
-run it on the visible 16x16 blocks of a masked image only.
-
-Block layout ("visible blocks"): a stage-s feature map of a masked image is kept as
-``(B, L, r, r, C)``, the ``r x r`` positions (r = 16 for pixels, 4 at stage 1, 2 at stage 2,
-1 at stage 3) of each of the L visible tokens of the stage-3 grid, in the order of ``ids_keep``.
-Per-position operations (LayerNorm, 1x1 convolutions, MLP) act on the last dimension, and a
-convolution whose kernel equals its stride and divides ``r`` is a Linear layer on regrouped
-positions (:func:`strided_conv_blocks`). Only the 5x5 depthwise convolution mixes neighbouring
-blocks; it runs on a dense map that is zero at masked positions (:func:`blocks_to_map`).
-"""
-import torch
+"""The convolution block of ConvMAE stages 1-2 (Gao et al. 2022, sec. 3.1), computed densely
+or on the visible blocks of a masked image (:mod:`.visible_blocks`)."""
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
-
-def map_to_blocks(x, ids_keep, block):
-    """Cut a dense map into the r x r cells of the stage-3 grid and keep the visible ones.
-
-    Args:
-        x (Tensor): (B, C, H, W), H and W multiples of ``block``.
-        ids_keep (Tensor): (B, L) long indices into the (H/block * W/block) cells, row-major.
-        block (int): cell side r.
-
-    Returns:
-        Tensor: (B, L, r, r, C).
-
-    The visible cells are read by indexing the (B, gh, r, gw, r, C) view of the map, which for
-    a channels-last map (the convolutions' outputs here) copies only the visible cells.
-    """
-    b, c, h, w = x.shape
-    gh, gw = h // block, w // block
-    cells = x.permute(0, 2, 3, 1).reshape(b, gh, block, gw, block, c)
-    batch = torch.arange(b, device=x.device)[:, None]
-    return cells[batch, ids_keep // gw, :, ids_keep % gw]
-
-
-def blocks_to_map(x, ids_keep, grid_hw):
-    """Inverse of :func:`map_to_blocks`: a dense (B, C, gh*r, gw*r) map, zero at masked cells.
-
-    The visible cells are written into the (B, gh, r, gw, r, C) view of a zero map, so the map
-    comes out channels-last (NHWC memory, NCHW shape) without a permuting copy; the depthwise
-    convolution that consumes it runs several times faster in that layout on CPU, its
-    backward above all.
-
-    Args:
-        x (Tensor): (B, L, r, r, C) visible blocks.
-        ids_keep (Tensor): (B, L) their cell indices.
-        grid_hw (tuple[int, int]): stage-3 grid (gh, gw).
-    """
-    b, _, r, _, c = x.shape
-    gh, gw = grid_hw
-    cells = x.new_zeros(b, gh, r, gw, r, c)
-    batch = torch.arange(b, device=x.device)[:, None]
-    cells[batch, ids_keep // gw, :, ids_keep % gw] = x
-    return cells.view(b, gh * r, gw * r, c).permute(0, 3, 1, 2)
-
-
-def pointwise(conv, x):
-    """A 1x1 convolution applied to channels-last features (..., C_in) -> (..., C_out)."""
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
-
-
-def strided_conv_blocks(conv, x):
-    """A convolution with kernel = stride = k (no padding) on visible blocks.
-
-    Args:
-        conv (nn.Conv2d): weight (C_out, C_in, k, k).
-        x (Tensor): (B, L, r, r, C_in), k divides r.
-
-    Returns:
-        Tensor: (B, L, r/k, r/k, C_out), equal to the convolution of the dense map at the
-        visible cells.
-    """
-    b, n, r, _, c = x.shape
-    k = conv.kernel_size[0]
-    x = x.reshape(b, n, r // k, k, r // k, k, c).permute(0, 1, 2, 4, 6, 3, 5)
-    return F.linear(x.flatten(4), conv.weight.flatten(1), conv.bias)
+from .visible_blocks import pointwise, visible_depthwise_conv
 
 
 def channels_last_norm(norm, x):
@@ -132,11 +59,11 @@ class CBlock(nn.Module):
         """The same block computed at visible positions only (skip-masked path).
 
         Equals :meth:`forward` with the keep-mask at every visible position: the per-position
-        operations run as Linear layers on the visible blocks, the depthwise convolution on a
-        dense map that is zero at masked positions.
+        operations run as Linear layers on the visible blocks, the depthwise convolution
+        through :func:`~.visible_blocks.visible_depthwise_conv`.
 
         Args:
-            x (Tensor): (B, L, r, r, C) visible blocks (module docstring).
+            x (Tensor): (B, L, r, r, C) visible blocks (layout in :mod:`.visible_blocks`).
             ids_keep (Tensor): (B, L) their indices on the stage-3 grid.
             grid_hw (tuple[int, int]): stage-3 grid (gh, gw).
 
@@ -144,7 +71,7 @@ class CBlock(nn.Module):
             Tensor: (B, L, r, r, C).
         """
         y = pointwise(self.conv1, self.norm1(x))
-        y = map_to_blocks(self.attn(blocks_to_map(y, ids_keep, grid_hw)), ids_keep, x.shape[2])
+        y = visible_depthwise_conv(self.attn, y, ids_keep, grid_hw)
         x = x + self.drop_path(pointwise(self.conv2, y))
         h = self.mlp.act(pointwise(self.mlp.fc1, self.norm2(x)))
         return x + self.drop_path(pointwise(self.mlp.fc2, h))
