@@ -526,15 +526,16 @@ TARGETS = (
 
 
 def check_targets(rows):
-    """The issue's targets: ratios of the rows present, and the >= 80 % of the ceiling."""
+    """The issue's targets: ratios of the rows present, and >= 80 % of the ceiling for every
+    pretraining row but the MAE baseline."""
     by_key = {r['key']: r for r in rows}
     results = []
     for text, num, den, quantity, limit, _ in TARGETS:
         if num in by_key and den in by_key and by_key[den][quantity] > 0:
             value = by_key[num][quantity] / by_key[den][quantity]
             results.append(dict(target=text, value=value, limit=limit, met=value <= limit))
-    for row in rows:
-        if row['kind'] == 'pretrain':
+    for row in rows:  # our pretraining steps (the baseline is mmpretrain's code)
+        if row['kind'] == 'pretrain' and row['key'] != BASELINE:
             value = row['fraction_of_ceiling']
             results.append(dict(target=f'{row["label"]}: >= 80% of the matmul rate',
                                 value=value, limit=0.8, met=value >= 0.8))

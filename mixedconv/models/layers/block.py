@@ -61,7 +61,7 @@ class Block(nn.Module):
 
 
 _aten = torch.ops.aten
-# ops whose outputs 'elementwise' checkpointing keeps: matmuls and the fused attention kernels
+# ops whose outputs 'elementwise' checkpointing keeps (with dense convolutions, see the policy)
 SAVED_OPS = frozenset({
     _aten.mm.default, _aten.addmm.default, _aten.bmm.default,
     _aten._scaled_dot_product_flash_attention_for_cpu.default,
@@ -72,9 +72,10 @@ SAVED_OPS = frozenset({
 
 
 def _save_matmul_outputs(ctx, op, *args, **kwargs):
-    """Selective-checkpoint policy: keep what matmuls and attention kernels produce,
-    recompute everything else."""
-    if op in SAVED_OPS:
+    """Selective-checkpoint policy: keep what matmuls, attention kernels and dense
+    (``groups=1``) convolutions produce, recompute everything else (depthwise convolutions
+    included)."""
+    if op in SAVED_OPS or (op is _aten.convolution.default and args[8] == 1):
         return CheckpointPolicy.MUST_SAVE
     return CheckpointPolicy.PREFER_RECOMPUTE
 
@@ -98,9 +99,9 @@ def run_blocks(blocks, x, with_cp=False, **kwargs):
         x (Tensor): input of the first block.
         with_cp (bool | str): ``False``: keep every activation; ``True``: keep only each
             block's input and recompute the block in backward; ``'elementwise'``: keep the
-            block input and the matmul outputs, recompute the element-wise work (norms,
-            activations, gathers and scatters, depthwise convolutions) from them, which costs
-            no matmul or attention time.
+            block input and the outputs of matmuls, attention and dense convolutions,
+            recompute the element-wise work (norms, activations, gathers and scatters,
+            depthwise convolutions) from them, which costs no matmul or attention time.
     """
     check_cp_mode(with_cp)
     recompute = with_cp and x.requires_grad and torch.is_grad_enabled()

@@ -57,8 +57,16 @@ def blocks_to_map(x, ids_keep, grid_hw):
 
 
 def pointwise(conv, x):
-    """A 1x1 convolution applied to channels-last features (..., C_in) -> (..., C_out)."""
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
+    """A 1x1 convolution of visible blocks: (B, L, r, r, C_in) -> (B, L, r, r, C_out).
+
+    It runs as a convolution, as in the dense path and the official code, of a channels-last
+    (B, C_in, L*r, r) view of the blocks (no copy in or out). On the 2-core AVX-512 benchmark
+    CPU, oneDNN's convolution computes the stage-1/2 shapes at about twice the rate of the
+    MKL matmul behind ``F.linear`` (fwd + bwd 360-400 vs 180-200 GFLOP/s, measured).
+    """
+    b, n, r, _, c = x.shape
+    out = F.conv2d(x.reshape(b, n * r, r, c).permute(0, 3, 1, 2), conv.weight, conv.bias)
+    return out.permute(0, 2, 3, 1).reshape(b, n, r, r, -1)
 
 
 def strided_conv_blocks(conv, x):
