@@ -62,6 +62,9 @@ def test_json_has_every_row_with_consistent_numbers(tiny_run):
     assert by_key['convmae_dense']['flops'] > by_key['convmae_skip']['flops']
     assert by_key['convmae_dense']['peak_mb'] > 0
     targets = {t['target'] for t in result['targets']}
+    matmul_targets = {t for t in targets if 'matmul rate' in t}
+    assert matmul_targets == {f"{by_key[k]['label']}: >= 80% of the matmul rate"
+                              for k in ('convmae_skip', 'convmae_dense', 'mixedae')}
     assert 'skip-masked path <= 0.75x dense path' in targets
     assert 'MixedAE step time per source image <= 1.05x MAE' in targets
 

@@ -426,7 +426,7 @@ def machine_description(device):
 
 
 # ------------------------------------------------------------------------------- the run
-def run_benchmark(settings, repeats=3, warmup=1, keys=None, log=print):
+def run_benchmark(settings, repeats=3, warmup=3, keys=None, log=print):
     """Measure every row (or the rows in ``keys``) and return the result dict.
 
     Args:
