@@ -139,7 +139,7 @@ class VisibleDepthwiseConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         x, weight, ids_keep = ctx.saved_tensors
-        b, n, r, _, c = x.shape
+        _, n, r, _, c = x.shape
         (gh, gw), pad = ctx.grid_hw, ctx.padding
         w = weight.to(grad.dtype)
         grad_x = grad_w = grad_b = None
