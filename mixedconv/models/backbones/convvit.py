@@ -80,10 +80,11 @@ class ConvViT(PretrainedBackbone):
             official fine-tuning does; it stays fixed in pretraining.
         with_cp (bool | str | None): activation checkpointing of every block (see
             :func:`~mixedconv.models.layers.run_blocks`): ``False``, ``True`` (recompute each
-            block) or ``'elementwise'`` (keep matmul outputs, recompute the element-wise work).
-            ``None`` (default) is ``'elementwise'`` for stages 1-2 of the skip-masked
-            pretraining path, where it cuts ConvMAE-B's activation memory by about a sixth at
-            no measurable time (README, Speed and memory), and ``False`` everywhere else.
+            block) or ``'elementwise'`` (keep matmul, attention and convolution outputs,
+            recompute the element-wise work). ``None`` (default) is ``'elementwise'`` for
+            stages 1-2 of the skip-masked pretraining path, where it cuts ConvMAE-B's memory
+            per image by about a sixth for about 2% step time (README, Speed and memory), and
+            ``False`` everywhere else.
         frozen_stages (int): freeze stages ``0..frozen_stages`` (patch embeds, blocks, and for
             stage 2 also the position embedding and the final norms) and keep them in eval
             mode; -1 freezes nothing.
