@@ -86,6 +86,7 @@ def test_markdown_table_is_printed_and_written(tiny_run):
         'MixedAE ViT-T', 'ConvViT-T backbone, detection', 'PlainViT-T backbone, detection']
     assert all(len(row.strip('|').split('|')) == len(columns) for row in body)
     assert body[0].split('|')[columns.index('x MAE (time)') + 1].strip() == '1.00'
+    assert 'The targets are set for the Base sizes' in md
 
 
 @pytest.mark.parametrize('args, message', [

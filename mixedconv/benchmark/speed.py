@@ -560,6 +560,8 @@ COLUMNS = (  # header, row key, format
     ('params+state MiB', 'held_mb', '{:.0f}'),
 )
 GIGA = ('flops', 'achieved_flops_per_s')
+TINY_TARGETS_NOTE = ('The targets are set for the Base sizes; tiny models are dominated by '
+                     'per-operation overhead, so their ratios say nothing about them.')
 
 
 def markdown(result):
@@ -590,6 +592,8 @@ def markdown(result):
             fmt = '{:.0%}' if '%' in t['target'] else '{:.3f}x'
             lines.append(f"| {t['target']} | {fmt.format(t['value'])} | "
                          f"{'yes' if t['met'] else 'no'} |")
+        if s['arch'] != 'base':
+            lines += ['', TINY_TARGETS_NOTE]
     return '\n'.join(lines) + '\n'
 
 
