@@ -35,8 +35,9 @@ def map_to_blocks(x, ids_keep, block):
     return cells[batch, ids_keep // gw, :, ids_keep % gw]
 
 
-def blocks_to_map(x, ids_keep, grid_hw):
-    """Inverse of :func:`map_to_blocks`: a dense (B, C, gh*r, gw*r) map, zero at masked cells.
+def blocks_to_map(x, ids_keep, grid_hw, pad=0):
+    """Inverse of :func:`map_to_blocks`: a dense (B, C, gh*r, gw*r) map, zero at masked cells
+    (and in a ``pad``-wide border around it when ``pad`` > 0).
 
     The visible cells are written into the (B, gh, r, gw, r, C) view of a zero map, so the map
     comes out channels-last (NHWC memory, NCHW shape) without a permuting copy; the depthwise
@@ -47,13 +48,15 @@ def blocks_to_map(x, ids_keep, grid_hw):
         x (Tensor): (B, L, r, r, C) visible blocks.
         ids_keep (Tensor): (B, L) their cell indices.
         grid_hw (tuple[int, int]): stage-3 grid (gh, gw).
+        pad (int): width of the zero border.
     """
     b, _, r, _, c = x.shape
     gh, gw = grid_hw
-    cells = x.new_zeros(b, gh, r, gw, r, c)
+    cells = x.new_zeros(b, gh * r + 2 * pad, gw * r + 2 * pad, c)
+    inner = cells[:, pad:pad + gh * r, pad:pad + gw * r].view(b, gh, r, gw, r, c)
     batch = torch.arange(b, device=x.device)[:, None]
-    cells[batch, ids_keep // gw, :, ids_keep % gw] = x
-    return cells.view(b, gh * r, gw * r, c).permute(0, 3, 1, 2)
+    inner[batch, ids_keep // gw, :, ids_keep % gw] = x
+    return cells.permute(0, 3, 1, 2)
 
 
 def pointwise(conv, x):
@@ -99,12 +102,10 @@ def halo_blocks(x, ids_keep, grid_hw, pad):
         Tensor: (B * L, C, r + 2 pad, r + 2 pad), channels-last memory.
     """
     b, n, r, _, c = x.shape
-    gh, gw = grid_hw
-    side, width = r + 2 * pad, gw * r + 2 * pad
-    padded = x.new_zeros(b, gh * r + 2 * pad, width, c)
-    inner = padded[:, pad:pad + gh * r, pad:pad + gw * r].view(b, gh, r, gw, r, c)
+    gw = grid_hw[1]
+    padded = blocks_to_map(x, ids_keep, grid_hw, pad).permute(0, 2, 3, 1)
+    side, width = r + 2 * pad, padded.shape[2]
     batch = torch.arange(b, device=x.device)[:, None]
-    inner[batch, ids_keep // gw, :, ids_keep % gw] = x
     offsets = torch.arange(side, device=x.device)
     rows = (ids_keep // gw * r)[..., None, None] + offsets[:, None]
     cols = (ids_keep % gw * r)[..., None, None] + offsets
