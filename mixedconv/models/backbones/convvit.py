@@ -8,14 +8,16 @@ released weights load without conversion.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
 from ..heads import init_transformer_
-from ..layers import (CP_MODES, Block, CBlock, LayerNorm6, RelativePositionBias,
-                      check_cp_mode, infer_grid, map_to_blocks, resize_pos_embed, run_blocks,
-                      sincos_pos_embed_2d, strided_conv_blocks)
-from ..layers.attention import grid_of_table
+from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBias,
+                      build_rel_pos, check_cp_mode, map_to_blocks, resize_pos_embed,
+                      run_blocks, sincos_pos_embed_2d, strided_conv_blocks)
 from .base import PretrainedBackbone
+from .state_dict import adapt_position_tables
 
 STRIDE = 16
 
@@ -60,24 +62,42 @@ class ConvViT(PretrainedBackbone):
         img_size (int | tuple[int, int]): size the stored position embedding is built for.
         in_channels (int): image channels.
         out_indices (Sequence[int]): levels to return, from 0 = stage 1 (stride 4),
-            1 = stage 2 (/8), 2 = stage 3 after ``norm`` (/16), 3 = a /32 level made from stage 3
-            by ``out_level4``.
+            1 = stage 2 (/8), 2 = stage 3 (/16, after ``norm`` when ``final_norm``), 3 = a /32
+            level made from stage 3 by ``out_level4``.
         out_type (str): ``'featmap'`` returns NCHW maps of ``out_indices``;
             ``'avg_featmap'`` returns ``(B, C)`` = ``fc_norm`` of the mean stage-3 token (the
             official fine-tuning head input; the model then has no ``norm``) and needs
             ``out_indices=(2,)``.
-        out_level4 (str): ``'maxpool'`` (2x2 max-pool, the detection recipe) or ``'conv'``
-            (a new 3x3 stride-2 convolution ``level4_conv``, the segmentation recipe).
+        out_level4 (str): ``'maxpool'`` (2x2 max-pool, ConvMAE ``DET/models/convmae.py``) or
+            ``'conv'`` (a new 3x3 stride-2 :class:`~mmcv.cnn.ConvModule` ``level4_conv``,
+            ConvMAE ``SEG/backbone/convmae.py``).
+        level4_cfg (dict | None): ``padding``, ``norm_cfg``, ``act_cfg`` and ``bias`` of
+            ``level4_conv``; default ``dict(padding=1)`` (no norm, no activation). The
+            official segmentation recipe is ``dict(padding=0, norm_cfg=dict(type='SyncBN'),
+            act_cfg=dict(type='GELU'))`` (15x15 at 512x512).
+        final_norm (bool): apply ``norm`` to the stage-3 map. The official detection and
+            segmentation backbones have no final norm (False); True keeps the pretrained
+            ``norm``.
         window_size (int): window side for stage-3 attention (ViTDet); 0 = global everywhere.
         global_blocks (Sequence[int]): stage-3 blocks that keep global attention when
             ``window_size`` is set.
-        use_rel_pos (bool): zero-initialised relative position bias in every stage-3 block
-            (window grid for windowed blocks, the ``img_size`` grid for global ones; resized
-            on load and for other input sizes).
+        rel_pos_type (str | None): relative position term of stage 3
+            (:mod:`~mixedconv.models.layers.rel_pos`), zero-initialised:
+            ``'bias'`` a BEiT table per block (window grid in windowed blocks, the
+            ``img_size`` grid in global ones; SEG recipe), ``'shared'`` two tables shared by
+            all blocks, ``windowed_rel_pos_bias`` and ``global_rel_pos_bias`` (DET FPN
+            recipe), ``'decomposed'`` ViTDet's ``rel_pos_h``/``rel_pos_w`` per block
+            (Official-ConvMAE-Det), or None.
+        use_rel_pos (bool): ``True`` is ``rel_pos_type='bias'`` (kept for older configs).
+        pretrain_img_size (int | tuple | None): keep ``pos_embed`` at this size's grid (the
+            pretraining one, 224 -> 14x14) and interpolate it bicubically at every forward,
+            as detectron2's ViT and the official ConvMAE DET/SEG backbones do. None builds
+            it for ``img_size`` and resizes a checkpoint's table once on load.
+        norm_eps (float): epsilon of the stage-3 LayerNorms (blocks and final norms).
         layer_scale_init (float | None): LayerScale init value in stage 3; None disables it.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks of the 3 stages.
         learnable_pos_embed (bool): train the (sin-cos initialised) position embedding, as the
-            official fine-tuning does; it stays fixed in pretraining.
+            official fine-tuning and transfer code do; it stays fixed in pretraining.
         with_cp (bool | str | None): activation checkpointing of every block (see
             :func:`~mixedconv.models.layers.run_blocks`): ``False``, ``True`` (recompute each
             block) or ``'elementwise'`` (keep matmul, attention and convolution outputs,
@@ -106,18 +126,28 @@ class ConvViT(PretrainedBackbone):
     OUT_TYPES = ('featmap', 'avg_featmap')
 
     def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
-                 out_type='featmap', out_level4='maxpool', window_size=0, global_blocks=(),
-                 use_rel_pos=False, layer_scale_init=None, drop_path_rate=0.,
-                 learnable_pos_embed=False, with_cp=None, frozen_stages=-1, init_cfg=None):
+                 out_type='featmap', out_level4='maxpool', level4_cfg=None, final_norm=True,
+                 window_size=0, global_blocks=(), rel_pos_type=None, use_rel_pos=False,
+                 pretrain_img_size=None, norm_eps=1e-6, layer_scale_init=None,
+                 drop_path_rate=0., learnable_pos_embed=False, with_cp=None, frozen_stages=-1,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         arch = self._parse_arch(arch)
         dims, depths = arch['embed_dims'], arch['depths']
         self.embed_dims = dims
-        self.grid = self.grid_of((img_size, img_size) if isinstance(img_size, int)
-                                 else tuple(img_size))
+        self.grid = self.grid_of(to_2tuple(img_size))
+        self.pos_grid = self.grid if pretrain_img_size is None else \
+            self.grid_of(to_2tuple(pretrain_img_size))
         self.out_indices = tuple(out_indices)
         self.out_type = out_type
         self.out_level4 = out_level4
+        self.final_norm = final_norm
+        if use_rel_pos and rel_pos_type is None:
+            rel_pos_type = 'bias'
+        if rel_pos_type not in REL_POS_TYPES:
+            raise ValueError(f'rel_pos_type must be one of {REL_POS_TYPES}, got '
+                             f'{rel_pos_type!r}')
+        self.rel_pos_type = rel_pos_type
         check_cp_mode(with_cp, (None, *CP_MODES))
         self.with_cp = with_cp
         self.frozen_stages = frozen_stages
@@ -128,27 +158,42 @@ class ConvViT(PretrainedBackbone):
         self.patch_embed2 = ConvPatchEmbed(dims[0], dims[1], 2)
         self.patch_embed3 = ConvPatchEmbed(dims[1], dims[2], 2)
         self.patch_embed4 = nn.Linear(dims[2], dims[2])
-        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dims[2], self.grid),
+        self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dims[2], self.pos_grid),
                                       requires_grad=learnable_pos_embed)
         self.blocks1 = nn.ModuleList(
             CBlock(dims[0], arch['mlp_ratios'][0], dpr[i]) for i in range(depths[0]))
         self.blocks2 = nn.ModuleList(
             CBlock(dims[1], arch['mlp_ratios'][1], dpr[depths[0] + i]) for i in range(depths[1]))
+        heads = arch['num_heads']
+        global_blocks = {i % depths[2] for i in global_blocks}
+        window_grid = (window_size, window_size)
+        if rel_pos_type == 'shared':
+            if window_size:
+                self.windowed_rel_pos_bias = RelativePositionBias(heads, window_grid)
+            self.global_rel_pos_bias = RelativePositionBias(heads, self.grid)
         self.blocks3 = nn.ModuleList()
         for i in range(depths[2]):
             windowed = window_size > 0 and i not in global_blocks
-            rel_grid = (window_size, window_size) if windowed else self.grid
+            shared = getattr(self, 'windowed_rel_pos_bias' if windowed else
+                             'global_rel_pos_bias', None)
+            rel_pos = build_rel_pos(rel_pos_type, heads, dims[2] // heads,
+                                    window_grid if windowed else self.grid, shared=shared)
             self.blocks3.append(Block(
-                dims[2], arch['num_heads'], arch['mlp_ratios'][2], qkv_bias=True,
+                dims[2], heads, arch['mlp_ratios'][2], qkv_bias=True,
                 drop_path=dpr[depths[0] + depths[1] + i], layer_scale_init=layer_scale_init,
-                window_size=window_size if windowed else 0,
-                rel_pos_grid=rel_grid if use_rel_pos else None))
+                window_size=window_size if windowed else 0, rel_pos=rel_pos,
+                norm_eps=norm_eps))
         if out_type == 'avg_featmap':
-            self.fc_norm = LayerNorm6(dims[2])
-        else:
-            self.norm = LayerNorm6(dims[2])
+            self.fc_norm = nn.LayerNorm(dims[2], eps=norm_eps)
+        elif final_norm:
+            self.norm = nn.LayerNorm(dims[2], eps=norm_eps)
         if 3 in self.out_indices and out_level4 == 'conv':
-            self.level4_conv = nn.Conv2d(dims[2], dims[2], 3, stride=2, padding=1)
+            cfg = dict(padding=1, norm_cfg=None, act_cfg=None, bias=True)
+            cfg.update(level4_cfg or {})
+            self.level4_conv = ConvModule(dims[2], dims[2], 3, stride=2, **cfg)
+        elif level4_cfg is not None:
+            raise ValueError("level4_cfg configures out_level4='conv' with level 3 in "
+                             'out_indices; remove it or use that level')
 
         # MAE/ConvMAE init: xavier Linear, unit LayerNorm, the stage-3 downsampling conv like
         # a Linear layer (convmae.md sec. 2, item 8)
@@ -199,7 +244,7 @@ class ConvViT(PretrainedBackbone):
     # ---------------------------------------------------------------------------- forward
     def pos_embed_for(self, grid_hw):
         """Position embedding (1, gh*gw, C) for a stage-3 grid (bicubic resize if needed)."""
-        return resize_pos_embed(self.pos_embed, self.grid, grid_hw)
+        return resize_pos_embed(self.pos_embed, self.pos_grid, grid_hw)
 
     @property
     def block_cp(self):
@@ -226,7 +271,9 @@ class ConvViT(PretrainedBackbone):
         x = run_blocks(self.blocks3, x + self.pos_embed_for(grid), cp, grid_hw=grid)
         if self.out_type == 'avg_featmap':
             return (self.fc_norm(x.mean(dim=1)),)
-        x3 = self.norm(x).transpose(1, 2).reshape(b, -1, *grid)
+        if self.final_norm:
+            x = self.norm(x)
+        x3 = x.transpose(1, 2).reshape(b, -1, *grid)
         levels = [x1, x2, x3]
         if 3 in self.out_indices:
             levels.append(self.level4_conv(x3) if self.out_level4 == 'conv'
@@ -284,7 +331,9 @@ class ConvViT(PretrainedBackbone):
     def _frozen_modules(self):
         stages = [[self.patch_embed1, self.blocks1], [self.patch_embed2, self.blocks2],
                   [self.patch_embed3, self.patch_embed4, self.blocks3,
-                   getattr(self, 'norm', None), getattr(self, 'fc_norm', None)]]
+                   getattr(self, 'norm', None), getattr(self, 'fc_norm', None),
+                   getattr(self, 'windowed_rel_pos_bias', None),
+                   getattr(self, 'global_rel_pos_bias', None)]]
         return [m for stage in stages[:self.frozen_stages + 1] for m in stage if m is not None]
 
     def _freeze_stages(self):
@@ -306,9 +355,10 @@ class ConvViT(PretrainedBackbone):
     def get_layer_depth(self, param_name, prefix=''):
         """Layer id for layer-wise lr decay (convmae.md sec. 3).
 
-        Everything before stage 3 (patch embeds 1-4, stages 1-2, the position embedding) is
-        layer 0, stage-3 block i is layer i + 1, and the rest of the backbone (``norm``,
-        ``fc_norm``, ``level4_conv``) shares the last id with the head (full lr).
+        Everything before stage 3 (patch embeds 1-4, stages 1-2, the position embedding, the
+        shared relative position tables) is layer 0, stage-3 block i is layer i + 1, and the
+        rest of the backbone (``norm``, ``fc_norm``, ``level4_conv``) shares the last id with
+        the head (full lr).
 
         Args:
             param_name (str): parameter name, with ``prefix``.
@@ -324,36 +374,20 @@ class ConvViT(PretrainedBackbone):
         name = param_name[len(prefix):]
         if name.startswith('blocks3.'):
             return int(name.split('.')[1]) + 1, num_layers
-        if name.startswith(('patch_embed', 'blocks1.', 'blocks2.', 'pos_embed')):
+        if name.startswith(('patch_embed', 'blocks1.', 'blocks2.', 'pos_embed',
+                            'windowed_rel_pos_bias.', 'global_rel_pos_bias.')):
             return 0, num_layers
         return num_layers - 1, num_layers
 
     def convert_state_dict(self, state_dict):
-        """Resize a checkpoint's position embedding and relative position tables to this model.
-
-        The stored grid of ``pos_embed`` is the model's own when the token count matches, and
-        otherwise assumed square. Tensors that fit no grid (for example a ViT table with a
-        class token) are left as they are and reported as shape mismatches.
-        """
-        state_dict = dict(state_dict)
-        pos = state_dict.get('pos_embed')
-        if pos is not None and pos.ndim == 3 and pos.shape != self.pos_embed.shape:
-            try:
-                src = infer_grid(pos.shape[1], self.grid)
-            except ValueError:
-                src = None
-            if src is not None:
-                state_dict['pos_embed'] = resize_pos_embed(pos, src, self.grid)
-        for name, module in self.named_modules():
-            key = f'{name}.relative_position_bias_table'
-            if isinstance(module, RelativePositionBias) and key in state_dict:
-                table = state_dict[key]
-                src = grid_of_table(table.shape[0], module.grid_hw)
-                state_dict[key] = module.resize_table(table, src, module.grid_hw)
-        return state_dict
+        """Resize a checkpoint's position embedding and relative position tables to this
+        model (:func:`~.state_dict.adapt_position_tables`)."""
+        return adapt_position_tables(self, state_dict)
 
     def is_fresh_param(self, name):
         """Parameters no pretraining checkpoint has: relative position tables, LayerScale,
         the /32 convolution and the fine-tuning ``fc_norm``."""
-        return ('relative_position_bias_table' in name or '.ls1.' in name or '.ls2.' in name
+        return (name.endswith(('relative_position_bias_table', 'rel_pos_h', 'rel_pos_w'))
+                or '.ls1.' in name or '.ls2.' in name
                 or name.startswith(('level4_conv.', 'fc_norm.')))
+

@@ -5,13 +5,16 @@ import re
 import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
 from ..heads import init_transformer_
-from ..layers import (Attention, Block, HomologousAttention, LayerNorm6, check_cp_mode,
-                      infer_grid, resize_pos_embed, run_blocks, sincos_pos_embed_2d)
+from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
+                      RelativePositionBias, build_rel_pos, check_cp_mode, infer_grid,
+                      resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
 from .base import PretrainedBackbone
+from .state_dict import adapt_position_tables
 
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
 
@@ -60,14 +63,17 @@ class PlainViT(PretrainedBackbone):
     the last block only and add :class:`SimpleFeaturePyramid`.
 
     Window attention (ViTDet): blocks not in ``global_blocks`` attend inside non-overlapping
-    ``window_size`` windows. Window attention and relative position bias both need a sequence
-    that is exactly the token grid, so with either of them the class token is **dropped**
-    (as in ViTDet): ``cls_token`` does not exist and the position embedding of the class
-    token in a checkpoint is discarded. Relative position tables (BEiT) are zero-initialised.
+    ``window_size`` windows. Windows and ViTDet's decomposed relative position need a
+    sequence that is exactly the token grid, so with either of them the class token is
+    **dropped** (as in ViTDet): ``cls_token`` does not exist and the position embedding of the
+    class token in a checkpoint is discarded. A BEiT bias table works either way: with the
+    class token kept (mmseg's ``MAE`` backbone) it has BEiT's three class-token rows.
+    Relative position tables are zero-initialised.
 
     Args:
-        arch (str | dict): 'tiny', 'small', 'base', 'large', 'huge', or a dict with
-            ``embed_dim``, ``depth``, ``num_heads`` and optionally ``mlp_ratio``.
+        arch (str | dict): 'tiny', 'small', 'base', 'large', 'huge' (or 't', 's', 'b', 'l',
+            'h', as mmpretrain), or a dict with ``embed_dim``, ``depth``, ``num_heads`` and
+            optionally ``mlp_ratio``.
         img_size (int | tuple[int, int]): size the position embedding grid is built for.
         patch_size (int): patch side p.
         in_channels (int): image channels.
@@ -77,7 +83,8 @@ class PlainViT(PretrainedBackbone):
             block otherwise.
         out_type (str): 'featmap' (NCHW maps), 'cls_token' (B, D) or 'avg_featmap' (mean of
             the patch tokens through ``fc_norm``, MAE fine-tuning), per out index.
-        final_norm (bool): apply ``norm`` to the output of the last block.
+        final_norm (bool): apply ``norm`` to the output of the last block. The official dense
+            recipes (detectron2 ViTDet, mmseg MAE) have none: False there.
         rescale_to_pyramid (bool): see above; needs 'featmap' and four out indices.
         pyramid_norm_cfg (dict): norm inside ``fpn1`` (``BN``; ``SyncBN`` for multi-GPU).
         qkv_bias (bool): bias in the qkv projections.
@@ -86,7 +93,17 @@ class PlainViT(PretrainedBackbone):
         layer_scale_init (float | None): LayerScale initial value; None disables it.
         window_size (int): window side for ViTDet window attention; 0 disables it.
         global_blocks (Sequence[int]): blocks that keep global attention when windowed.
-        use_rel_pos (bool): add a zero-initialised relative position bias to every block.
+        rel_pos_type (str | None): relative position term of every block
+            (:mod:`~mixedconv.models.layers.rel_pos`): ``'bias'`` (BEiT table per block, mmseg
+            MAE), ``'decomposed'`` (ViTDet ``rel_pos_h``/``rel_pos_w``), ``'shared'`` (one
+            table per attention kind) or None.
+        use_rel_pos (bool): ``True`` is ``rel_pos_type='bias'`` (kept for older configs).
+        with_cls_token (bool | None): keep the class token. None: keep it unless windows or
+            a relative position term are used (ViTDet); True with ``'bias'`` is mmseg's MAE.
+        pretrain_img_size (int | tuple | None): keep ``pos_embed`` at this size's grid and
+            interpolate it bicubically at every forward (detectron2 ``get_abs_pos``); None
+            builds it for ``img_size`` and resizes a checkpoint's table once on load.
+        norm_eps (float): epsilon of every LayerNorm.
         fixed_pos_embed (bool): a frozen 2-D sin-cos position embedding (MAE pretraining)
             instead of a learned one.
         attn_layer (str): 'Attention' or 'HomologousAttention' (same parameters; used by
@@ -105,21 +122,29 @@ class PlainViT(PretrainedBackbone):
         'large': dict(embed_dim=1024, depth=24, num_heads=16, out_indices=(7, 11, 15, 23)),
         'huge': dict(embed_dim=1280, depth=32, num_heads=16, out_indices=(7, 15, 23, 31)),
     }
+    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'h': 'huge'}
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
 
     def __init__(self, arch='base', img_size=224, patch_size=16, in_channels=3,
                  out_indices=None, out_type='featmap', final_norm=True,
                  rescale_to_pyramid=False, pyramid_norm_cfg=dict(type='BN'), qkv_bias=True,
                  mlp_ratio=None, drop_path_rate=0., layer_scale_init=None, window_size=0,
-                 global_blocks=(), use_rel_pos=False, fixed_pos_embed=False,
+                 global_blocks=(), rel_pos_type=None, use_rel_pos=False, with_cls_token=None,
+                 pretrain_img_size=None, norm_eps=1e-6, fixed_pos_embed=False,
                  attn_layer='Attention', frozen_stages=-1, with_cp=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         settings = self._arch_settings(arch)
         self.embed_dim = settings['embed_dim']
         self.depth = settings['depth']
         self.patch_size = patch_size
-        img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        self.grid_hw = self.check_input_size(*img_hw)
+        self.grid_hw = self.check_input_size(*to_2tuple(img_size))
+        self.pos_grid = self.grid_hw if pretrain_img_size is None else \
+            self.check_input_size(*to_2tuple(pretrain_img_size))
+        if use_rel_pos and rel_pos_type is None:
+            rel_pos_type = 'bias'
+        if rel_pos_type not in REL_POS_TYPES:
+            raise ValueError(f'rel_pos_type must be one of {REL_POS_TYPES}, got '
+                             f'{rel_pos_type!r}')
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got {out_type!r}')
         self.out_type = out_type
@@ -131,35 +156,50 @@ class PlainViT(PretrainedBackbone):
         if attn_layer not in ATTN_LAYERS:
             raise ValueError(f'attn_layer must be one of {sorted(ATTN_LAYERS)}, got {attn_layer!r}')
 
-        # ViTDet drops the class token: windows and relative tables need a pure token grid
-        self.with_cls_token = not (window_size or use_rel_pos)
+        # ViTDet drops the class token: windows and decomposed terms need a pure token grid
+        if with_cls_token is None:
+            with_cls_token = not (window_size or rel_pos_type)
+        if with_cls_token and (window_size or rel_pos_type in ('decomposed', 'shared')):
+            raise ValueError('window attention and decomposed/shared relative position need '
+                             'a sequence without class token: set with_cls_token=False')
+        self.with_cls_token = bool(with_cls_token)
         if out_type == 'cls_token' and not self.with_cls_token:
             raise ValueError("out_type='cls_token' needs the class token, which window "
-                             'attention and relative position bias drop; use avg_featmap')
+                             'attention and relative position terms drop; use avg_featmap')
         self.num_extra_tokens = int(self.with_cls_token)
+        self.rel_pos_type = rel_pos_type
 
         d = self.embed_dim
         self.patch_embed = PatchEmbed(patch_size, in_channels, d)
         if self.with_cls_token:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        num_pos = self.num_extra_tokens + self.grid_hw[0] * self.grid_hw[1]
+        num_pos = self.num_extra_tokens + self.pos_grid[0] * self.pos_grid[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, d), requires_grad=not fixed_pos_embed)
         dpr = torch.linspace(0, drop_path_rate, self.depth).tolist()
         global_blocks = {i % self.depth for i in global_blocks}
+        heads = settings['num_heads']
+        window_grid = (window_size, window_size)
+        if rel_pos_type == 'shared':
+            if window_size:
+                self.windowed_rel_pos_bias = RelativePositionBias(heads, window_grid)
+            self.global_rel_pos_bias = RelativePositionBias(heads, self.grid_hw)
         self.blocks = nn.ModuleList()
         for i in range(self.depth):
             windowed = bool(window_size) and i not in global_blocks
-            rel_grid = ((window_size, window_size) if windowed else self.grid_hw) \
-                if use_rel_pos else None
+            shared = getattr(self, 'windowed_rel_pos_bias' if windowed else
+                             'global_rel_pos_bias', None)
+            rel_pos = build_rel_pos(rel_pos_type, heads, d // heads,
+                                    window_grid if windowed else self.grid_hw,
+                                    self.num_extra_tokens, shared=shared)
             self.blocks.append(Block(
-                d, settings['num_heads'], mlp_ratio or settings.get('mlp_ratio', 4.),
+                d, heads, mlp_ratio or settings.get('mlp_ratio', 4.),
                 qkv_bias=qkv_bias, drop_path=dpr[i], layer_scale_init=layer_scale_init,
-                window_size=window_size if windowed else 0, rel_pos_grid=rel_grid,
-                attn_layer=ATTN_LAYERS[attn_layer]))
+                window_size=window_size if windowed else 0, rel_pos=rel_pos,
+                attn_layer=ATTN_LAYERS[attn_layer], norm_eps=norm_eps))
         if final_norm:
-            self.norm = LayerNorm6(d)
+            self.norm = nn.LayerNorm(d, eps=norm_eps)
         if out_type == 'avg_featmap':
-            self.fc_norm = LayerNorm6(d)
+            self.fc_norm = nn.LayerNorm(d, eps=norm_eps)
         self.rescale_to_pyramid = rescale_to_pyramid
         if rescale_to_pyramid:
             if out_type != 'featmap' or len(self.out_indices) != 4:
@@ -172,6 +212,7 @@ class PlainViT(PretrainedBackbone):
     # ------------------------------------------------------------------ construction
     def _arch_settings(self, arch):
         if isinstance(arch, str):
+            arch = self.arch_aliases.get(arch, arch)
             if arch not in self.arch_zoo:
                 raise ValueError(f'unknown arch {arch!r}; choose from {sorted(self.arch_zoo)} '
                                  'or pass a dict with embed_dim, depth, num_heads')
@@ -209,7 +250,7 @@ class PlainViT(PretrainedBackbone):
         if self.with_cls_token:
             nn.init.normal_(self.cls_token, std=.02)
         if fixed_pos_embed:
-            self.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid_hw,
+            self.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.pos_grid,
                                                           cls_token=self.with_cls_token))
         else:
             trunc_normal_(self.pos_embed, std=.02)
@@ -242,7 +283,7 @@ class PlainViT(PretrainedBackbone):
 
     def pos_embed_for(self, grid_hw):
         """The position embedding resized to ``grid_hw``: (1, extra + H*W, D)."""
-        return resize_pos_embed(self.pos_embed, self.grid_hw, grid_hw, self.num_extra_tokens)
+        return resize_pos_embed(self.pos_embed, self.pos_grid, grid_hw, self.num_extra_tokens)
 
     def embed_patches(self, x):
         """Patch tokens with their position embedding.
@@ -313,7 +354,8 @@ class PlainViT(PretrainedBackbone):
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix):]
-        if name.startswith(('patch_embed', 'cls_token', 'pos_embed')):
+        if name.startswith(('patch_embed', 'cls_token', 'pos_embed', 'windowed_rel_pos_bias.',
+                            'global_rel_pos_bias.')):
             return 0, num_layers
         match = re.match(r'blocks\.(\d+)\.', name)
         if match:
@@ -322,7 +364,8 @@ class PlainViT(PretrainedBackbone):
 
     def is_fresh_param(self, name):
         """Parameters that only exist at transfer and no pretraining checkpoint holds."""
-        return ('relative_position_bias_table' in name or re.search(r'\.ls[12]\.', name)
+        return (name.endswith(('relative_position_bias_table', 'rel_pos_h', 'rel_pos_w'))
+                or re.search(r'\.ls[12]\.', name)
                 is not None or name.startswith(('fpn', 'fc_norm')))
 
     def convert_state_dict(self, state_dict):
@@ -340,7 +383,7 @@ class PlainViT(PretrainedBackbone):
         if 'pos_embed' in state_dict:
             state_dict['pos_embed'] = self._adapt_pos_embed(
                 state_dict['pos_embed'], 'cls_token' in state_dict)
-        return state_dict
+        return adapt_position_tables(self, state_dict, self.num_extra_tokens)
 
     @staticmethod
     def _rename_mmpretrain(key):
@@ -354,12 +397,13 @@ class PlainViT(PretrainedBackbone):
         num_tokens = pos_embed.shape[1]
         ckpt_extra = int(has_cls)
         try:
-            src_hw = infer_grid(num_tokens - ckpt_extra, self.grid_hw)
+            src_hw = infer_grid(num_tokens - ckpt_extra, self.pos_grid)
         except ValueError:
             ckpt_extra = 1 - ckpt_extra
-            src_hw = infer_grid(num_tokens - ckpt_extra, self.grid_hw)
+            src_hw = infer_grid(num_tokens - ckpt_extra, self.pos_grid)
         if ckpt_extra and not self.with_cls_token:
             pos_embed = pos_embed[:, 1:]
         elif self.with_cls_token and not ckpt_extra:
             pos_embed = torch.cat([pos_embed.new_zeros(1, 1, pos_embed.shape[2]), pos_embed], 1)
-        return resize_pos_embed(pos_embed, src_hw, self.grid_hw, self.num_extra_tokens)
+        return resize_pos_embed(pos_embed, src_hw, self.pos_grid, self.num_extra_tokens)
+

@@ -1,76 +1,16 @@
 """Multi-head self-attention through ``F.scaled_dot_product_attention``, with an optional
-relative position bias (BEiT, Bao et al. 2022) that can be resized to any token grid."""
-import torch
+relative position term (:mod:`.rel_pos`) passed to it as an additive mask."""
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class RelativePositionBias(nn.Module):
-    """Learned bias per head for every 2-D offset between two tokens of an (H, W) grid.
-
-    The table has (2H-1)(2W-1) rows, is zero-initialised (a pretrained encoder without it
-    is unchanged at the start of transfer, as in the ConvMAE/MAE segmentation recipes) and
-    is resized bicubically when the grid of the input (or of a checkpoint) differs.
-
-    Args:
-        num_heads (int): heads.
-        grid_hw (tuple[int, int]): token grid the table is built for.
-    """
-
-    def __init__(self, num_heads, grid_hw):
-        super().__init__()
-        self.grid_hw = tuple(grid_hw)
-        h, w = self.grid_hw
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * h - 1) * (2 * w - 1), num_heads))
-
-    @staticmethod
-    def resize_table(table, src_hw, dst_hw):
-        """(2Hs-1)(2Ws-1) x heads -> (2Hd-1)(2Wd-1) x heads, bicubic."""
-        if tuple(src_hw) == tuple(dst_hw):
-            return table
-        heads = table.shape[1]
-        grid = table.T.reshape(1, heads, 2 * src_hw[0] - 1, 2 * src_hw[1] - 1)
-        grid = F.interpolate(grid.float(), size=(2 * dst_hw[0] - 1, 2 * dst_hw[1] - 1),
-                             mode='bicubic', align_corners=False)
-        return grid.to(table.dtype).reshape(heads, -1).T
-
-    @staticmethod
-    def _offset_index(h, w, device):
-        coords = torch.stack(torch.meshgrid(torch.arange(h, device=device),
-                                            torch.arange(w, device=device),
-                                            indexing='ij')).flatten(1)
-        rel = coords[:, :, None] - coords[:, None, :]
-        return (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)
-
-    def forward(self, grid_hw):
-        """Bias for a grid (H, W): (heads, H*W, H*W)."""
-        grid_hw = tuple(grid_hw)
-        table = self.resize_table(self.relative_position_bias_table, self.grid_hw, grid_hw)
-        index = self._offset_index(*grid_hw, table.device)
-        return table[index].permute(2, 0, 1)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + 'relative_position_bias_table'
-        if key in state_dict:
-            table = state_dict[key]
-            src = grid_of_table(table.shape[0], self.grid_hw)
-            state_dict[key] = self.resize_table(table, src, self.grid_hw)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def grid_of_table(rows, target_hw):
-    """Grid (H, W) whose offset table has ``rows`` rows (square unless it is the target)."""
-    if rows == (2 * target_hw[0] - 1) * (2 * target_hw[1] - 1):
-        return target_hw
-    side = (int(round(rows ** 0.5)) + 1) // 2
-    if (2 * side - 1) ** 2 != rows:
-        raise ValueError(f'relative position table with {rows} rows fits no square grid')
-    return side, side
+from .rel_pos import DecomposedRelPos
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection (timm parameter names).
+
+    Logits are ``(q * C**-0.5) @ k^T + rel_pos``; the relative term of ViTDet is computed
+    from the unscaled ``q`` (detectron2 ``modeling/backbone/vit.py``).
 
     Args:
         dim (int): channels C.
@@ -78,12 +18,14 @@ class Attention(nn.Module):
         qkv_bias (bool): bias in the qkv projection.
         attn_drop (float): dropout on the attention weights (training only).
         proj_drop (float): dropout after the output projection.
-        rel_pos_grid (tuple[int, int] | None): build a :class:`RelativePositionBias` for this
-            grid; ``forward`` then needs ``grid_hw`` and the sequence must be exactly the grid.
+        rel_pos (nn.Module | SharedRef | None): relative position term, built by
+            :func:`~mixedconv.models.layers.rel_pos.build_rel_pos`; ``forward`` then needs
+            ``grid_hw`` and the sequence must be exactly the grid (plus the table's extra
+            tokens).
     """
 
     def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0., proj_drop=0.,
-                 rel_pos_grid=None):
+                 rel_pos=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
@@ -94,7 +36,7 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.rel_pos = RelativePositionBias(num_heads, rel_pos_grid) if rel_pos_grid else None
+        self.rel_pos = rel_pos
 
     def split_heads(self, x):
         """(B, N, C) -> q, k, v each (B, heads, N, C/heads)."""
@@ -107,14 +49,20 @@ class Attention(nn.Module):
         x = x.transpose(1, 2).flatten(2)
         return self.proj_drop(self.proj(x))
 
+    def position_bias(self, q, grid_hw):
+        """Additive logit mask of the relative position term, (1 or B, heads, N, N), or None."""
+        if self.rel_pos is None:
+            return None
+        if grid_hw is None:
+            raise ValueError('relative position terms need the token grid (grid_hw)')
+        if isinstance(self.rel_pos, DecomposedRelPos):
+            return self.rel_pos(grid_hw, q)
+        return self.rel_pos(grid_hw).to(q.dtype)
+
     def forward(self, x, grid_hw=None):
-        """x: (B, N, C) -> (B, N, C); ``grid_hw`` is the (H, W) of the N tokens for the bias."""
+        """x: (B, N, C) -> (B, N, C); ``grid_hw`` is the (H, W) of the patch tokens."""
         q, k, v = self.split_heads(x)
-        bias = None
-        if self.rel_pos is not None:
-            if grid_hw is None:
-                raise ValueError('relative position bias needs the token grid (grid_hw)')
-            bias = self.rel_pos(grid_hw).to(q.dtype).unsqueeze(0)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.)
+            q, k, v, attn_mask=self.position_bias(q, grid_hw),
+            dropout_p=self.attn_drop if self.training else 0.)
         return self.merge_heads(out)

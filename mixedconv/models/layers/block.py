@@ -26,20 +26,23 @@ class Block(nn.Module):
         layer_scale_init (float | None): initial LayerScale value; None disables it.
         window_size (int): 0 for global attention, otherwise the side S of the
             non-overlapping windows the (H, W) token map is cut into (ViTDet).
-        rel_pos_grid (tuple[int, int] | None): grid of the relative position bias
-            (the window for windowed blocks); None disables it.
-        attn_layer (type): attention class; must take (dim, num_heads, qkv_bias, rel_pos_grid).
+        rel_pos (nn.Module | SharedRef | None): the attention's relative position term
+            (:func:`~mixedconv.models.layers.rel_pos.build_rel_pos`, for the window's grid in
+            windowed blocks).
+        attn_layer (type): attention class; must take (dim, num_heads, qkv_bias, rel_pos).
+        norm_eps (float): epsilon of both LayerNorms.
     """
 
     def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=True, drop_path=0.,
-                 layer_scale_init=None, window_size=0, rel_pos_grid=None, attn_layer=Attention):
+                 layer_scale_init=None, window_size=0, rel_pos=None, attn_layer=Attention,
+                 norm_eps=1e-6):
         super().__init__()
         self.window_size = window_size
-        self.norm1 = LayerNorm6(dim)
-        self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, rel_pos_grid=rel_pos_grid)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = attn_layer(dim, num_heads, qkv_bias=qkv_bias, rel_pos=rel_pos)
         self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = LayerNorm6(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
 

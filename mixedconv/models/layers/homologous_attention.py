@@ -107,9 +107,9 @@ class HomologousAttention(Attention):
             bias = None
             if self.rel_pos is not None:
                 if grid_hw is None or num_extra_tokens:
-                    raise ValueError('relative position bias needs the token grid (grid_hw) '
+                    raise ValueError('relative position terms need the token grid (grid_hw) '
                                      'and a sequence without class token')
-                bias = self.rel_pos(grid_hw).float().unsqueeze(0)
+                bias = self.position_bias(q32, grid_hw).float()
             with torch.no_grad():
                 logits = (q32 * self.scale) @ k32.transpose(-2, -1)
                 if bias is not None:
