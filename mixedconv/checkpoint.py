@@ -94,6 +94,13 @@ def safe_load(filename, map_location='cpu'):
 CheckpointLoader.register_scheme(prefixes='', force=True)(safe_load)
 
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
+# where transfer checkpoints keep the backbone: detectron2 FPN (``bottom_up``) and ViTDet
+# (``net``) models, then mmdet/mmseg/mmpretrain models
+BACKBONE_PREFIXES = ('backbone.bottom_up.', 'backbone.net.', 'backbone.')
+# tensors a transfer adds (relative position, layer scale, the /32 level): when a checkpoint
+# has one, leaving it unloaded would silently train from a partial load
+TRANSFER_TENSORS = re.compile(r'(relative_position_bias_table|rel_pos_[hw]|\.ls[12]\.gamma|'
+                              r'^level4_conv\.)')
 
 
 def unwrap_state_dict(checkpoint):
@@ -125,6 +132,7 @@ class LoadReport:
     fresh: list = field(default_factory=list)
     unexpected: list = field(default_factory=list)
     mismatched: list = field(default_factory=list)
+    skipped: int = 0
 
     def summary(self, limit=8):
         def show(names):
@@ -132,7 +140,8 @@ class LoadReport:
                                                if len(names) > limit else '')
         lines = [f'loaded {self.source}: {len(self.matched)} matched, {len(self.missing)} '
                  f'missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} shape '
-                 f'mismatches, {len(self.fresh)} new at transfer']
+                 f'mismatches, {len(self.fresh)} new at transfer, {self.skipped} outside the '
+                 'backbone or derived (heads, necks, index buffers) skipped']
         for name in ('missing', 'unexpected', 'mismatched', 'fresh'):
             if getattr(self, name):
                 lines.append(f'  {name}: {show(getattr(self, name))}')
@@ -154,8 +163,10 @@ def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='curr
     """
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     state_dict = unwrap_state_dict(checkpoint)
-    if prefix is None and any(k.startswith('backbone.') for k in state_dict):
-        prefix = 'backbone.'
+    total = len(state_dict)
+    if prefix is None:
+        prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
+                      None)
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
         if not state_dict:
@@ -179,6 +190,15 @@ def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='curr
             report.missing.append(name)
     report.unexpected = [k for k in state_dict if k not in own]
 
+    report.skipped = total - len(state_dict)
+    untaken = [k for k in report.unexpected if TRANSFER_TENSORS.search(k)] + \
+        [m for m in report.mismatched if TRANSFER_TENSORS.search(m.split(' ')[0])]
+    if untaken:
+        raise CheckpointError(
+            f'{filename}: the backbone has a place for these tensors of the checkpoint but could '
+            f'not take them (name or shape): {untaken[:8]}. Check the backbone options '
+            '(rel_pos_type, layer_scale_init, out_level4/level4_cfg, window_size, img_size) '
+            f'against the recipe the checkpoint was trained with.\n{report.summary()}')
     expected = len(own) - len(report.fresh)
     if len(report.matched) < min_matched * expected:
         raise CheckpointError(

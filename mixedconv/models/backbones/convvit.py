@@ -17,7 +17,7 @@ from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBi
                       build_rel_pos, check_cp_mode, map_to_blocks, resize_pos_embed,
                       run_blocks, sincos_pos_embed_2d, strided_conv_blocks)
 from .base import PretrainedBackbone
-from .state_dict import adapt_position_tables
+from .state_dict import adapt_position_tables, rename_official
 
 STRIDE = 16
 
@@ -94,6 +94,8 @@ class ConvViT(PretrainedBackbone):
             as detectron2's ViT and the official ConvMAE DET/SEG backbones do. None builds
             it for ``img_size`` and resizes a checkpoint's table once on load.
         norm_eps (float): epsilon of the stage-3 LayerNorms (blocks and final norms).
+        cblock_norm_eps (float): epsilon of the stage-1/2 block LayerNorms (1e-6 in
+            Official-ConvMAE-Det, 1e-5 in Alpha-VL ConvMAE).
         layer_scale_init (float | None): LayerScale init value in stage 3; None disables it.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks of the 3 stages.
         learnable_pos_embed (bool): train the (sin-cos initialised) position embedding, as the
@@ -128,7 +130,8 @@ class ConvViT(PretrainedBackbone):
     def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
                  out_type='featmap', out_level4='maxpool', level4_cfg=None, final_norm=True,
                  window_size=0, global_blocks=(), rel_pos_type=None, use_rel_pos=False,
-                 pretrain_img_size=None, norm_eps=1e-6, layer_scale_init=None,
+                 pretrain_img_size=None, norm_eps=1e-6, cblock_norm_eps=1e-5,
+                 layer_scale_init=None,
                  drop_path_rate=0., learnable_pos_embed=False, with_cp=None, frozen_stages=-1,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -161,9 +164,11 @@ class ConvViT(PretrainedBackbone):
         self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dims[2], self.pos_grid),
                                       requires_grad=learnable_pos_embed)
         self.blocks1 = nn.ModuleList(
-            CBlock(dims[0], arch['mlp_ratios'][0], dpr[i]) for i in range(depths[0]))
+            CBlock(dims[0], arch['mlp_ratios'][0], dpr[i], cblock_norm_eps)
+            for i in range(depths[0]))
         self.blocks2 = nn.ModuleList(
-            CBlock(dims[1], arch['mlp_ratios'][1], dpr[depths[0] + i]) for i in range(depths[1]))
+            CBlock(dims[1], arch['mlp_ratios'][1], dpr[depths[0] + i], cblock_norm_eps)
+            for i in range(depths[1]))
         heads = arch['num_heads']
         global_blocks = {i % depths[2] for i in global_blocks}
         window_grid = (window_size, window_size)
@@ -380,8 +385,20 @@ class ConvViT(PretrainedBackbone):
         return num_layers - 1, num_layers
 
     def convert_state_dict(self, state_dict):
-        """Resize a checkpoint's position embedding and relative position tables to this
-        model (:func:`~.state_dict.adapt_position_tables`)."""
+        """Adapt a checkpoint to this model (returns a new dict).
+
+        Official transfer checkpoints are renamed (:func:`~.state_dict.rename_official`; the
+        SEG backbone's /32 level ``fpn.0``/``fpn.1`` becomes ``level4_conv``'s conv and norm),
+        then the position embedding and relative position tables are resized
+        (:func:`~.state_dict.adapt_position_tables`).
+        """
+        state_dict = rename_official(state_dict)
+        if hasattr(self, 'level4_conv'):
+            norm = getattr(self.level4_conv, 'norm_name', None)
+            renames = [(r'^fpn\.0\.', 'level4_conv.conv.')]
+            if norm:
+                renames.append((r'^fpn\.1\.', f'level4_conv.{norm}.'))
+            state_dict = rename_official(state_dict, renames)
         return adapt_position_tables(self, state_dict)
 
     def is_fresh_param(self, name):

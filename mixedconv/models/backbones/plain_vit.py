@@ -14,7 +14,7 @@ from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
                       resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
 from .base import PretrainedBackbone
-from .state_dict import adapt_position_tables
+from .state_dict import adapt_position_tables, rename_official
 
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
 
@@ -25,6 +25,7 @@ _MMPRETRAIN_RENAMES = (
     (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
     (r'^layers\.(\d+)\.attn\.gamma1\.weight$', r'blocks.\1.ls1.gamma'),
     (r'^layers\.(\d+)\.ffn\.gamma2\.weight$', r'blocks.\1.ls2.gamma'),
+    (r'^layers\.(\d+)\.gamma_([12])$', r'blocks.\1.ls\2.gamma'),
     (r'^layers\.(\d+)\.attn\.', r'blocks.\1.attn.'),
     (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
     (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
@@ -371,7 +372,8 @@ class PlainViT(PretrainedBackbone):
     def convert_state_dict(self, state_dict):
         """Adapt a checkpoint to this model (returns a new dict).
 
-        * mmpretrain ``VisionTransformer``/``MAEViT`` names are renamed to timm names.
+        * mmpretrain ``VisionTransformer``/``MAEViT`` and mmseg ``MAE`` names are renamed to
+          timm names, official transfer names to ours (:func:`~.state_dict.rename_official`).
         * ``pos_embed`` is resized from the checkpoint's grid to ``img_size``'s grid; a class
           token row is dropped when this model has none (window/relative-position models) and
           added as zeros in the opposite case.
@@ -380,6 +382,7 @@ class PlainViT(PretrainedBackbone):
             state_dict = {self._rename_mmpretrain(k): v for k, v in state_dict.items()}
         else:
             state_dict = dict(state_dict)
+        state_dict = rename_official(state_dict)
         if 'pos_embed' in state_dict:
             state_dict['pos_embed'] = self._adapt_pos_embed(
                 state_dict['pos_embed'], 'cls_token' in state_dict)

@@ -1,4 +1,7 @@
-"""Adapting the position tables of a foreign state dict to a backbone's shapes."""
+"""Turning a foreign state dict into a backbone's: official names, position tables resized
+to the backbone's shapes."""
+import re
+
 import torch.nn.functional as F
 
 from ..layers import DecomposedRelPos, RelativePositionBias, infer_grid, resize_pos_embed
@@ -62,3 +65,28 @@ def adapt_position_tables(model, state_dict, num_extra_tokens=0):
                     state_dict[key] = _resize_rows(state_dict[key],
                                                    getattr(module, attr).shape[0])
     return state_dict
+
+
+# names of the official transfer checkpoints -> ours (regex, replacement), for both backbones:
+# per-block BEiT tables (ConvMAE SEG, mmseg MAE), ViTDet's decomposed tables (detectron2,
+# Official-ConvMAE-Det) and BEiT-style layer scale ``gamma_1``/``gamma_2``
+OFFICIAL_RENAMES = (
+    (r'\.attn\.relative_position_bias_table$', '.attn.rel_pos.relative_position_bias_table'),
+    (r'\.attn\.rel_pos_([hw])$', r'.attn.rel_pos.rel_pos_\1'),
+    (r'\.gamma_1$', '.ls1.gamma'),
+    (r'\.gamma_2$', '.ls2.gamma'),
+)
+# index buffers the official modules store; ours are recomputed from the grid
+DERIVED_BUFFERS = ('relative_position_index',)
+
+
+def rename_official(state_dict, renames=OFFICIAL_RENAMES):
+    """Rename official transfer-checkpoint keys to ours and drop derived index buffers."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith(DERIVED_BUFFERS):
+            continue
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out

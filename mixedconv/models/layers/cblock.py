@@ -27,16 +27,18 @@ class CBlock(nn.Module):
         dim (int): channels C.
         mlp_ratio (float): hidden width of the MLP as a multiple of C.
         drop_path (float): stochastic depth rate of both branches.
+        norm_eps (float): epsilon of both LayerNorms (1e-5 in Alpha-VL ConvMAE, 1e-6 in
+            Official-ConvMAE-Det).
     """
 
-    def __init__(self, dim, mlp_ratio=4., drop_path=0.):
+    def __init__(self, dim, mlp_ratio=4., drop_path=0., norm_eps=1e-5):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.conv1 = nn.Conv2d(dim, dim, 1)
         self.attn = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         self.conv2 = nn.Conv2d(dim, dim, 1)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, use_conv=True)
 
     def forward(self, x, keep_mask=None):
