@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 
 from mixedconv.benchmark.tiny import shrink_pretrain, shrink_transfer
 from mixedconv.data import make_ade20k, make_coco
+from mixedconv.engine.layer_decay import NO_DECAY_NAMES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = {
@@ -101,6 +102,7 @@ def test_layer_decay_inside_mm_runners(config, data, tmp_path):
     runner = Runner.from_cfg(cfg)
     optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
+    no_decay_names = cfg.optim_wrapper.paramwise_cfg.get('no_decay_names', NO_DECAY_NAMES)
     base_lr = cfg.optim_wrapper.optimizer.lr
     backbone = runner.model.backbone
     seen = set()
@@ -113,8 +115,11 @@ def test_layer_decay_inside_mm_runners(config, data, tmp_path):
             else:
                 expected = 1.0
             assert group['lr'] == pytest.approx(base_lr * expected), name
-            no_decay = ('norm' in name or name.endswith('.bias') or 'pos_embed' in name or
-                        'relative_position_bias_table' in name or 'gamma' in name)
+            no_decay = ('norm' in name or name.endswith('.bias') or 'gamma' in name or
+                        any(key in name for key in no_decay_names))
             if no_decay:
                 assert group['weight_decay'] == 0, name
+            elif 'pos_embed' in name or 'relative_position_bias_table' in name:
+                # the official constructors decay 2-D position tables (no_decay_names=())
+                assert group['weight_decay'] == cfg.optim_wrapper.optimizer.weight_decay, name
     assert 0 in seen and len(seen) >= 3

@@ -1,6 +1,9 @@
-# ViTDet-style Mask R-CNN (Li et al. 2022): one stride-16 backbone map, a simple feature
-# pyramid (scales 4, 2, 1, 0.5, plus a pooled level for the RPN), two RPN convs, 4conv1fc box
-# head and LayerNorm in the pyramid and the RoI heads.
+# ViTDet-style Mask R-CNN (Li et al. 2022; detectron2 configs/common/models/mask_rcnn_vitdet.py):
+# one stride-16 backbone map, a simple feature pyramid (scales 4, 2, 1, 0.5, plus a pooled
+# level for the RPN), two RPN convs, 4conv1fc box head and LayerNorm in the pyramid and the
+# RoI heads. Schedule of the ViTDet recipes: 184375 iterations with steps at 163889 and 177546
+# (x0.1), warmup 250 iterations from 0.001 (projects/ViTDet/configs/COCO/*_100ep.py); the
+# iteration counts assume the recipe's total batch.
 _base_ = ['./mask-rcnn_lsj-1024-25e_coco.py']
 
 head_norm_cfg = dict(type='LayerNorm2d', eps=1e-6)
@@ -18,3 +21,8 @@ model = dict(
         bbox_head=dict(
             type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=head_norm_cfg),
         mask_head=dict(norm_cfg=head_norm_cfg)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
+    dict(type='MultiStepLR', begin=0, end=184375, by_epoch=False,
+         milestones=[163889, 177546], gamma=0.1),
+]

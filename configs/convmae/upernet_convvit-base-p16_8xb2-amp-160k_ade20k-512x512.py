@@ -1,7 +1,17 @@
-# ADE20K UperNet with ConvViT-B (convmae.md sec. 5): [stage-1 256, stage-2 384, stage-3 768,
-# conv3x3-s2(stage-3) 768] into UperNet (768 channels), auxiliary FCN head on level 2,
-# relative position bias per block, layer scale 1, drop path 0.2, crop 512, 160k iterations,
-# batch 16, AdamW lr 1e-4, wd 0.05, layer decay 0.75, slide inference. Published: 51.7 mIoU.
+# ADE20K UperNet with ConvViT-B. Reproduces Alpha-VL/ConvMAE
+# SEG/configs/convmae/upernet_convmae_base_512_slide_160k_ade20k.py, SEG/backbone/convmae.py and
+# SEG/mmcv_custom/layer_decay_optimizer_constructor.py; every value with its source is in
+# docs/recipes.md. Published: 51.7 mIoU.
+# - [stage-1 256, stage-2 384, stage-3 768, /32 level 768] into UperNet (768 channels),
+#   auxiliary FCN head on level 2; the /32 level is the official conv3x3 stride 2 with
+#   padding 0 + SyncBN + GELU (15x15 at 512); all stage-3 blocks global with a relative
+#   position table each, layer scale 1, LayerNorm eps 1e-5, no final norm, trained position
+#   embedding; drop path 0.2;
+# - crop 512, 160k iterations, batch 16, AdamW lr 1e-4, wd 0.05, layer decay 0.75; the
+#   official constructor exempts only 1-D parameters from weight decay (its 'pos_embed' test
+#   compares against the prefixed name and never matches), hence no_decay_names=(); poly
+#   decay over all 160k iterations from iteration 0, multiplied by the 1500-iteration warmup
+#   (mmcv's warmup); slide inference.
 #
 # Pretrained encoder: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = [
@@ -24,7 +34,12 @@ model = dict(
         img_size=crop_size,
         out_indices=(0, 1, 2, 3),
         out_level4='conv',
-        use_rel_pos=True,
+        level4_cfg=dict(padding=0, norm_cfg=dict(type='SyncBN'), act_cfg=dict(type='GELU')),
+        window_size=0,
+        rel_pos_type='bias',
+        final_norm=False,
+        learnable_pos_embed=True,
+        norm_eps=1e-5,
         layer_scale_init=1.0,
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
@@ -36,12 +51,12 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.75))
+    paramwise_cfg=dict(layer_decay_rate=0.75, no_decay_names=()))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end=160000, by_epoch=False),
 ]
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)

@@ -1,8 +1,13 @@
-# ADE20K UperNet with a plain ViT-B (MixedAE, MAE or any timm-style encoder), MAE protocol
-# (mixedae.md): features after blocks 4, 6, 8, 12 rescaled to strides 4, 8, 16, 32, relative
-# position bias added at transfer (zero-init), layer scale 1 (as mmseg's MAE config), crop 512,
-# 160k iterations, batch 16, AdamW lr 1e-4, wd 0.05, layer decay 0.65, drop path 0.1, slide
-# inference. Published for MAE ViT-B: 48.1 mIoU.
+# ADE20K UperNet with a plain ViT-B (MixedAE, MAE or any timm-style encoder). Reproduces
+# open-mmlab/mmsegmentation configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py and
+# mmseg/models/backbones/mae.py; every value with its source is in docs/recipes.md.
+# Published for MAE ViT-B: 48.1 mIoU.
+# - features after blocks 4, 6, 8, 12 rescaled to strides 4, 8, 16, 32; the class token is
+#   kept, with BEiT's class-token rows in each block's zero-initialised relative position
+#   table; layer scale 1; no final norm; LayerNorm eps 1e-6; drop path 0.1;
+# - crop 512, 160k iterations (poly after a 1500-iteration warmup, as the mmseg 1.x config),
+#   batch 16, AdamW lr 1e-4, wd 0.05, layer decay 0.65 with only 1-D parameters exempt from
+#   weight decay (mmseg's constructor), slide inference.
 #
 # Pretrained encoder: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['../convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py']
@@ -17,10 +22,20 @@ model = dict(
         out_indices=(3, 5, 7, 11),
         rescale_to_pyramid=True,
         pyramid_norm_cfg=dict(type='SyncBN', requires_grad=True),
-        use_rel_pos=True,
+        window_size=0,
+        rel_pos_type='bias',
+        with_cls_token=True,
+        final_norm=False,
+        fixed_pos_embed=False,
+        norm_eps=1e-6,
+        qkv_bias=True,
         layer_scale_init=1.0,
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[768, 768, 768, 768]),
     auxiliary_head=dict(in_channels=768))
-optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.65))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.65, no_decay_names=()))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
+]

@@ -86,6 +86,8 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
     model = cfg.model
     _shrink_backbone(model.backbone)
     adapt_heads(cfg)
+    if not torch.distributed.is_initialized():
+        sync_bn_to_bn(model)
     if cfg.default_scope == 'mmdet':
         _shrink_detection(cfg, data_root)
     elif cfg.default_scope == 'mmseg':
@@ -102,10 +104,25 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
     return cfg
 
 
+def sync_bn_to_bn(node):
+    """Replace every ``SyncBN`` norm config under ``node`` by ``BN`` (in place): SyncBN needs
+    a process group, which single-process CPU runs do not have."""
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+        for value in node.values():
+            sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            sync_bn_to_bn(value)
+
+
 def _shrink_detection(cfg, data_root):
     model = cfg.model
     for augment in model.data_preprocessor.get('batch_augments') or []:
         augment['size'] = (SIZE, SIZE)
+    if model.data_preprocessor.get('pad_size_divisor', 1) > SIZE:
+        model.data_preprocessor.pad_size_divisor = SIZE
     _narrow_detection_heads(model)
     heads = model.roi_head
     heads.bbox_head.num_classes = len(COCO_CLASSES)
