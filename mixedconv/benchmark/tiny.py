@@ -86,8 +86,9 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
     model = cfg.model
     _shrink_backbone(model.backbone)
     adapt_heads(cfg)
-    if not torch.distributed.is_initialized():
-        sync_bn_to_bn(model)
+    if not torch.cuda.is_available():  # SyncBN runs on CUDA only (not on gloo/CPU)
+        for value in cfg.values():
+            sync_bn_to_bn(value)
     if cfg.default_scope == 'mmdet':
         _shrink_detection(cfg, data_root)
     elif cfg.default_scope == 'mmseg':
@@ -105,8 +106,8 @@ def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
 
 
 def sync_bn_to_bn(node):
-    """Replace every ``SyncBN`` norm config under ``node`` by ``BN`` (in place): SyncBN needs
-    a process group, which single-process CPU runs do not have."""
+    """Replace every ``SyncBN`` norm config under ``node`` by ``BN`` (in place): SyncBN
+    needs CUDA tensors."""
     if isinstance(node, dict):
         if node.get('type') == 'SyncBN':
             node['type'] = 'BN'

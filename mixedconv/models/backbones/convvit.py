@@ -56,7 +56,8 @@ class ConvViT(PretrainedBackbone):
     resized bicubically for other grids.
 
     Args:
-        arch (str | dict): ``'s'``, ``'b'``, ``'l'``, ``'h'`` (convmae.md sec. 1) or a dict with
+        arch (str | dict): ``'s'``, ``'b'``, ``'l'``, ``'h'`` (or ``'small'`` ... ``'huge'``,
+            as mmpretrain; Gao et al. 2022, table 1) or a dict with
             ``embed_dims`` (3 widths), ``depths`` (3 block counts), ``num_heads`` (stage 3) and
             ``mlp_ratios`` (3).
         img_size (int | tuple[int, int]): size the stored position embedding is built for.
@@ -125,6 +126,7 @@ class ConvViT(PretrainedBackbone):
         'h': dict(embed_dims=(768, 1024, 1280), depths=(2, 2, 31), num_heads=16,
                   mlp_ratios=(8, 8, 4)),
     }
+    arch_aliases = {'small': 's', 'base': 'b', 'large': 'l', 'huge': 'h'}
     OUT_TYPES = ('featmap', 'avg_featmap')
 
     def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
@@ -210,6 +212,7 @@ class ConvViT(PretrainedBackbone):
     # ----------------------------------------------------------------------------- config
     def _parse_arch(self, arch):
         if isinstance(arch, str):
+            arch = self.arch_aliases.get(arch, arch)
             if arch not in self.arch_zoo:
                 raise ValueError(f'unknown ConvViT arch {arch!r}; use one of '
                                  f'{sorted(self.arch_zoo)} or a dict')
@@ -306,7 +309,7 @@ class ConvViT(PretrainedBackbone):
         if any(blk.window_size or blk.attn.rel_pos is not None for blk in self.blocks3):
             raise ValueError('the masked encoder runs stage 3 on visible tokens only, which '
                              'window attention and relative position bias cannot use: build '
-                             'the pretraining ConvViT without window_size/use_rel_pos')
+                             'the pretraining ConvViT without window_size/rel_pos_type')
         grid = self.grid_of(x.shape[-2:])
         cp = self.block_cp
         if skip_masked:
