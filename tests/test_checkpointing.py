@@ -1,6 +1,6 @@
 """Activation checkpointing modes of ``run_blocks``: ``'elementwise'`` recomputes norms,
 activations and the depthwise convolution in backward but no matmul and no attention, and
-changes no gradient; it is the default of ConvViT's skip-masked stages 1-2 (issue 8)."""
+changes no gradient; it is the default of ConvViT's skip-masked stages 1-2."""
 from collections import Counter
 
 import pytest

@@ -192,3 +192,17 @@ def test_short_and_long_arch_names(cls):
     short, long = cls('b', img_size=32), cls('base', img_size=32)
     assert {k: v.shape for k, v in short.state_dict().items()} == \
         {k: v.shape for k, v in long.state_dict().items()}
+
+
+@pytest.mark.parametrize('cls, kwargs, message', [
+    (ConvViT, dict(arch=TINY_CONV, rel_pos_type='table'), 'rel_pos_type must be one of'),
+    (PlainViT, dict(arch=TINY_VIT, rel_pos_type='table'), 'rel_pos_type must be one of'),
+    (ConvViT, dict(arch=TINY_CONV, out_indices=(2,), level4_cfg=dict(padding=0)),
+     'level4_cfg configures'),
+    (PlainViT, dict(arch=TINY_VIT, window_size=2, with_cls_token=True), 'with_cls_token=False'),
+    (PlainViT, dict(arch=TINY_VIT, rel_pos_type='decomposed', with_cls_token=True),
+     'with_cls_token=False'),
+])
+def test_bad_transfer_options_are_named(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(img_size=64, **kwargs)

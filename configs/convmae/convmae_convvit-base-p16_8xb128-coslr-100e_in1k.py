@@ -1,4 +1,5 @@
-# ConvMAE-B fine-tuning on ImageNet-1K (convmae.md sec. 3): 100 epochs, batch 1024 (8 x 128),
+# ConvMAE-B fine-tuning on ImageNet-1K (Alpha-VL/ConvMAE FINETUNE.md): 100 epochs, batch 1024
+# (8 x 128),
 # AdamW lr 2e-3, wd 0.05, layer decay 0.65, drop path 0.1, RandAugment m9, mixup 0.8,
 # cutmix 1.0, label smoothing 0.1, random erasing 0.25. Reported top-1: 85.0 (1600-ep weights).
 _base_ = [

@@ -1,6 +1,6 @@
 # Linear probing of ConvMAE-B on ImageNet-1K (MAE protocol: frozen encoder, mean-pooled
 # stage-3 tokens, BatchNorm without affine, LARS lr 6.4 for batch 16384, 90 epochs).
-# Reported top-1: 70.9 (convmae.md sec. 3).
+# Reported top-1: 70.9 (Gao et al. 2022, table 1).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',

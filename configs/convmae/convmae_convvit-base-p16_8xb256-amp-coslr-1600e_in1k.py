@@ -1,4 +1,4 @@
-# ConvMAE-B pretraining on ImageNet-1K (Gao et al. 2022; convmae.md sec. 2): 1600 epochs,
+# ConvMAE-B pretraining on ImageNet-1K (Gao et al. 2022; Alpha-VL/ConvMAE PRETRAIN.md): 1600 epochs,
 # 40 warmup, effective batch 2048 (8 GPUs x 256), AdamW (0.9, 0.95), wd 0.05,
 # lr 1.5e-4 x 2048 / 256, bf16 AMP (fp16 runs of this length hit NaN).
 _base_ = ['../_base_/pretrain_in1k_adamw-coslr-1600e.py']

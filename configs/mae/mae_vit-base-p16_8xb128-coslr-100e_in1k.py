@@ -1,5 +1,6 @@
 # Fine-tuning of an MAE ViT-B/16 encoder on ImageNet-1K with the toolkit's PlainViT (MAE
-# protocol, mixedae.md): 100 epochs, batch 1024 (8 x 128), AdamW lr 5e-4 x 1024 / 256, wd 0.05,
+# protocol, facebookresearch/mae FINETUNE.md): 100 epochs, batch 1024 (8 x 128), AdamW lr
+# 5e-4 x 1024 / 256, wd 0.05,
 # layer decay 0.65, drop path 0.1, mean pooling, RandAugment, mixup 0.8, cutmix 1.0, label
 # smoothing 0.1, random erasing 0.25 (mmpretrain's MAE benchmark, whose data and schedule this
 # inherits). The checkpoint of mmpretrain's MAE (MAEViT names) is renamed by PlainViT on load.

@@ -1,4 +1,4 @@
-# MixedAE ViT-B/16 pretraining on ImageNet-1K (Chen et al. 2023; mixedae.md): MAE's recipe,
+# MixedAE ViT-B/16 pretraining on ImageNet-1K (Chen et al. 2023): MAE's recipe,
 # 1600 epochs, 40 warmup, batch 2048 source images (8 GPUs x 256, i.e. 64 mixed images per
 # GPU at mix_ratio 0.25), AdamW (0.9, 0.95), wd 0.05, lr 1.5e-4 x 2048 / 256, bf16 AMP,
 # RandomResizedCrop(0.2-1.0) + flip, no colour jitter. The per-GPU batch must be a multiple

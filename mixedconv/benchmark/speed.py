@@ -1,4 +1,4 @@
-"""Speed and memory of the pretraining steps and the detection backbones (issue 8).
+"""Speed and memory of the pretraining steps and the detection backbones.
 
 Every model is built from the real recipes under ``configs/`` (``--arch tiny`` shrinks only
 the sizes, through :func:`mixedconv.benchmark.tiny.shrink_pretrain` and

@@ -1,4 +1,4 @@
-"""Benchmark result records and the leaderboard built from them (issue 6).
+"""Benchmark result records and the leaderboard built from them.
 
 :mod:`.summary` defines the per-task ``summary.json`` the benchmark runner writes;
 :mod:`.collect` reads those and plain mmengine work directories; :mod:`.table` arranges the

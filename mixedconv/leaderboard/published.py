@@ -1,4 +1,4 @@
-"""Published reference numbers (from ``shared/design/results.md``) for the leaderboard.
+"""Published reference numbers (from the papers cited per row) for the leaderboard.
 
 These are other people's reported results, not measurements of this toolkit; the leaderboard
 shows them only on request and marks every such row as published, with its source. Values are

@@ -203,7 +203,7 @@ class ConvViT(PretrainedBackbone):
                              'out_indices; remove it or use that level')
 
         # MAE/ConvMAE init: xavier Linear, unit LayerNorm, the stage-3 downsampling conv like
-        # a Linear layer (convmae.md sec. 2, item 8)
+        # a Linear layer (Alpha-VL/ConvMAE models_convmae.py)
         init_transformer_(self)
         w = self.patch_embed3.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
@@ -361,7 +361,7 @@ class ConvViT(PretrainedBackbone):
 
     # ------------------------------------------------------------------------ transfer
     def get_layer_depth(self, param_name, prefix=''):
-        """Layer id for layer-wise lr decay (convmae.md sec. 3).
+        """Layer id for layer-wise lr decay (Alpha-VL/ConvMAE util/lr_decay.py).
 
         Everything before stage 3 (patch embeds 1-4, stages 1-2, the position embedding, the
         shared relative position tables) is layer 0, stage-3 block i is layer i + 1, and the

