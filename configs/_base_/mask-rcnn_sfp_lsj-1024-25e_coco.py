@@ -3,7 +3,12 @@
 # level for the RPN), two RPN convs, 4conv1fc box head and LayerNorm in the pyramid and the
 # RoI heads. Schedule of the ViTDet recipes: 184375 iterations with steps at 163889 and 177546
 # (x0.1), warmup 250 iterations from 0.001 (projects/ViTDet/configs/COCO/*_100ep.py); the
-# iteration counts assume the recipe's total batch.
+# iteration counts assume the recipe's total batch. Weight decay follows detectron2's
+# get_default_optimizer_params(weight_decay_norm=0, overrides={'pos_embed': {'weight_decay': 0}})
+# (configs/common/optim.py and the recipes' optimizer.params.overrides): biases and relative
+# position tables are decayed, only the parameters of torch norm modules (the backbone's
+# nn.LayerNorm; not the pyramid's and heads' LayerNorm2d, detectron2's own LN) and pos_embed
+# are not.
 _base_ = ['./mask-rcnn_lsj-1024-25e_coco.py']
 
 head_norm_cfg = dict(type='LayerNorm2d', eps=1e-6)
@@ -26,3 +31,6 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=184375, by_epoch=False,
          milestones=[163889, 177546], gamma=0.1),
 ]
+optim_wrapper = dict(paramwise_cfg=dict(
+    decay_rule='detectron2', weight_decay_norm=0.0,
+    overrides=dict(pos_embed=dict(weight_decay=0.0))))

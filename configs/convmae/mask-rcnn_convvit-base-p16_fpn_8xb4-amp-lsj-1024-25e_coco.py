@@ -8,9 +8,14 @@
 #   them (its global_attn_index attribute (0, 4, 8, 10) is never read), one relative position
 #   table for all windowed blocks and one for all global blocks, no final norm; the position
 #   embedding is resized once on load and frozen;
-# - AdamW lr 8e-5, wd 0.1 on everything but norm layers (detectron2 weight_decay_norm=0,
-#   biases decayed), no layer decay; cosine over the whole run, warmup 0.5% (461 iterations)
-#   from 0.001; batch 32, 25 epochs.
+# - AdamW lr 8e-5, no layer decay; wd 0.1 on everything but norm layers, pos_embed and the
+#   relative position tables (detectron2 get_default_optimizer_params with weight_decay_norm=0
+#   and those two overrides; biases decayed). mmengine's norm_decay_mult finds the same norm
+#   layers here: its norm types (_BatchNorm, _InstanceNorm, GroupNorm, LayerNorm) cover every
+#   norm of this model (nn.LayerNorm, SyncBatchNorm), and the one module type they add
+#   (LayerNorm2d, our counterpart of detectron2's LN, which detectron2 decays) is not in it;
+#   tests/test_layer_decay.py checks the groups. Cosine over the whole run, warmup 0.5%
+#   (461 iterations) from 0.001; batch 32, 25 epochs.
 #
 # Pretrained encoder (official release, tools/export_encoder.py output or a ConvMAE
 # pretraining checkpoint): --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -45,7 +50,11 @@ train_dataloader = dict(batch_size=4)
 optim_wrapper = dict(
     optimizer=dict(lr=8e-5),
     constructor='DefaultOptimWrapperConstructor',
-    paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.0))
+    paramwise_cfg=dict(
+        _delete_=True,
+        norm_decay_mult=0.0,
+        custom_keys=dict(pos_embed=dict(decay_mult=0.0),
+                         relative_position_bias_table=dict(decay_mult=0.0))))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=461),
     dict(type='CosineAnnealingLR', T_max=25, eta_min=0.0, by_epoch=True, begin=0, end=25,

@@ -6,9 +6,11 @@
 #   global attention in stage-3 blocks 1, 4, 7, 10; ViTDet's decomposed relative position per
 #   block; no final norm; the 14x14 position embedding is trained and interpolated at every
 #   forward; stage-1/2 LayerNorm eps 1e-6 (the official CBlock takes the model's norm layer);
-# - layer decay 0.8, lr 1e-4, wd 0.1, batch 16, 184375 iterations (25 epochs).
-# Not reproduced yet (docs/recipes.md): detectron2 decays biases and relative position tables
-# and gives the position embedding the full lr.
+# - layer decay 0.8, lr 1e-4, wd 0.1, batch 16, 184375 iterations (25 epochs); detectron2's
+#   weight-decay rule (biases and relative position tables decayed, norm layers and pos_embed
+#   not); the position embedding trains at the full lr: the official get_vit_lr_decay_rate
+#   (projects/ConvMAEDet/modeling/convmae.py) has no case for pos_embed, which therefore gets
+#   the last layer id (scale 0.8 ** 0), where our get_layer_depth puts it in layer 0.
 #
 # Pretrained encoder: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['../_base_/mask-rcnn_sfp_lsj-1024-25e_coco.py']
@@ -32,5 +34,7 @@ model = dict(
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
 
+optim_wrapper = dict(paramwise_cfg=dict(
+    overrides=dict(pos_embed=dict(weight_decay=0.0, lr_scale=1.0))))
 train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -7,8 +7,8 @@
 #   norm; the 14x14 position embedding (class row dropped) is trained and interpolated at
 #   every forward;
 # - LSJ at 1024, 184375 iterations at batch 64 (100 epochs), AdamW lr 1e-4, wd 0.1, layer
-#   decay 0.7, drop path 0.1.
-# Not reproduced yet (docs/recipes.md): detectron2 decays biases and relative position tables.
+#   decay 0.7, drop path 0.1; detectron2's weight-decay rule (biases and relative position
+#   tables decayed, norm layers and pos_embed not).
 #
 # Pretrained encoder: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['../_base_/mask-rcnn_sfp_lsj-1024-25e_coco.py']

@@ -1,11 +1,40 @@
-"""Layer-wise learning-rate decay for any model whose backbone has ``get_layer_depth``."""
-from mmengine.model import is_model_wrapper
+"""Layer-wise learning-rate decay for any model whose backbone has ``get_layer_depth``, with the
+weight-decay rule of either the MAE/BEiT fine-tuning code or detectron2."""
+import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 
-from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
+from ..registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'relative_position_bias_table')
+
+DECAY_RULES = ('mae', 'detectron2')
+# The ``norm_module_types`` of detectron2's ``get_default_optimizer_params``
+# (facebookresearch/detectron2 detectron2/solver/build.py): parameters of modules of these
+# types (``isinstance``, so NaiveSyncBatchNorm through BatchNorm2d) get ``weight_decay_norm``.
+DETECTRON2_NORM_TYPES = ('BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'SyncBatchNorm',
+                         'GroupNorm', 'InstanceNorm1d', 'InstanceNorm2d', 'InstanceNorm3d',
+                         'LayerNorm', 'LocalResponseNorm')
+# Our modules that stand where detectron2 uses a norm outside that list although they subclass
+# one of its types: ``LayerNorm2d`` is our counterpart of ``detectron2.layers.LayerNorm`` (a
+# plain ``nn.Module``; the ``'LN'`` of the simple feature pyramid and the RoI heads), whose
+# parameters detectron2 decays.
+DETECTRON2_DECAYED_TYPES = ('LayerNorm2d', )
+# keys a detectron2-rule override may set, per parameter name
+OVERRIDE_KEYS = ('weight_decay', 'lr_scale')
+
+
+def resolve_module_type(name):
+    """A module class from its name: ``torch.nn`` first, then the registry (``LayerNorm2d``)."""
+    if isinstance(name, type):
+        return name
+    cls = getattr(nn, name, None)
+    if cls is None:
+        cls = MODELS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f'{name!r} is not a torch.nn module type nor a registered module')
+    return cls
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -15,17 +44,34 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     The backbone (``model.backbone``, or the model itself when it has ``get_layer_depth``) tells
     each parameter's ``(layer_id, num_layers)``; its lr is scaled by
     ``layer_decay_rate ** (num_layers - 1 - layer_id)``. Parameters outside the backbone (necks,
-    heads) keep the full rate. Norms, biases (every 1-D tensor), position embeddings, class and
-    mask tokens and relative position tables get no weight decay.
+    heads) keep the full rate. Which parameters get weight decay is set by ``decay_rule``:
+
+    * ``'mae'`` (default; the MAE/BEiT/ConvMAE fine-tuning code, mmseg's layer-decay
+      constructor): no weight decay for every 1-D tensor (norms, biases) and for names that
+      contain one of ``no_decay_names`` (substrings, default ``NO_DECAY_NAMES``: position
+      embeddings, class and mask tokens, relative position bias tables).
+    * ``'detectron2'`` (detectron2's ``get_default_optimizer_params`` with
+      ``weight_decay_norm`` and ``overrides``, as the ViTDet-style recipes call it with
+      ``lr_factor_func`` for the layer decay): every parameter is decayed (biases and relative
+      position tables included) except the parameters of modules that are instances of
+      ``norm_types`` (default ``DETECTRON2_NORM_TYPES``) and not of ``decayed_types``
+      (default ``DETECTRON2_DECAYED_TYPES``), which get ``weight_decay_norm`` (default 0).
+      Then ``overrides`` maps a parameter's own name (the last part of its dotted name, as
+      detectron2 keys them; e.g. ``'pos_embed'``) to ``weight_decay`` (absolute value) and/or
+      ``lr_scale`` (replaces the layer-decay scale). A parameter shared by several modules
+      belongs to the first one in ``named_modules()`` order, as in detectron2.
+
+    Frozen parameters (``requires_grad=False``) are left out of the optimizer.
 
     Config::
 
         optim_wrapper = dict(
-            type='AmpOptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+            type='AmpOptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1),
             constructor='LayerDecayOptimWrapperConstructor',
-            paramwise_cfg=dict(layer_decay_rate=0.65))
+            paramwise_cfg=dict(layer_decay_rate=0.7, decay_rule='detectron2',
+                               overrides=dict(pos_embed=dict(weight_decay=0.0))))
 
-    ``paramwise_cfg`` may also set ``no_decay_names`` (substrings, default ``NO_DECAY_NAMES``).
+    Each parameter group carries ``lr_scale`` and ``param_names``.
     """
 
     def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
@@ -34,10 +80,47 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError('LayerDecayOptimWrapperConstructor needs '
                              'paramwise_cfg=dict(layer_decay_rate=...)')
         self.layer_decay_rate = paramwise_cfg.pop('layer_decay_rate')
-        self.no_decay_names = tuple(paramwise_cfg.pop('no_decay_names', NO_DECAY_NAMES))
+        self.decay_rule = paramwise_cfg.pop('decay_rule', 'mae')
+        if self.decay_rule not in DECAY_RULES:
+            raise ValueError(f'decay_rule must be one of {DECAY_RULES}, got {self.decay_rule!r}')
+        if self.decay_rule == 'mae':
+            self.no_decay_names = tuple(paramwise_cfg.pop('no_decay_names', NO_DECAY_NAMES))
+        else:
+            self.norm_types = tuple(resolve_module_type(t) for t in paramwise_cfg.pop(
+                'norm_types', DETECTRON2_NORM_TYPES))
+            self.decayed_types = tuple(resolve_module_type(t) for t in paramwise_cfg.pop(
+                'decayed_types', DETECTRON2_DECAYED_TYPES))
+            self.weight_decay_norm = float(paramwise_cfg.pop('weight_decay_norm', 0.0))
+            self.overrides = {k: dict(v) for k, v in paramwise_cfg.pop('overrides', {}).items()}
+            for key, value in self.overrides.items():
+                unknown = set(value) - set(OVERRIDE_KEYS)
+                if unknown:
+                    raise ValueError(f'override {key!r} sets {sorted(unknown)}; an override '
+                                     f'may set {OVERRIDE_KEYS}')
         if paramwise_cfg:
-            raise ValueError(f'unknown paramwise_cfg keys for layer decay: {sorted(paramwise_cfg)}')
+            raise ValueError(f'unknown paramwise_cfg keys for layer decay with decay_rule='
+                             f'{self.decay_rule!r}: {sorted(paramwise_cfg)}')
         super().__init__(optim_wrapper_cfg, paramwise_cfg=dict(layer_decay_rate=None))
+
+    def _named_params(self, module):
+        """(full name, own name, owning module, parameter) of every trainable parameter, each
+        once, in ``named_modules()`` order."""
+        seen = set()
+        for module_name, mod in module.named_modules():
+            for own_name, param in mod.named_parameters(recurse=False):
+                if not param.requires_grad or param in seen:
+                    continue
+                seen.add(param)
+                name = f'{module_name}.{own_name}' if module_name else own_name
+                yield name, own_name, mod, param
+
+    def _weight_decay(self, name, own_name, mod, param, base_wd):
+        """Weight decay of one parameter under the configured rule."""
+        if self.decay_rule == 'mae':
+            no_decay = param.ndim == 1 or any(key in name for key in self.no_decay_names)
+            return 0. if no_decay else base_wd
+        is_norm = isinstance(mod, self.norm_types) and not isinstance(mod, self.decayed_types)
+        return self.weight_decay_norm if is_norm else base_wd
 
     def add_params(self, params, module, **kwargs):
         if is_model_wrapper(module):
@@ -50,20 +133,22 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         base_lr = self.base_lr
         base_wd = self.base_wd or 0.
         groups = {}
-        for name, param in module.named_parameters():
-            if not param.requires_grad:
-                continue
+        for name, own_name, mod, param in self._named_params(module):
             scale = 1.0
             if name.startswith(prefix):
                 layer_id, num_layers = backbone.get_layer_depth(name[len(prefix):])
                 scale = self.layer_decay_rate ** (num_layers - 1 - layer_id)
-            no_decay = param.ndim == 1 or any(key in name for key in self.no_decay_names)
-            wd = 0. if no_decay else base_wd
+            wd = self._weight_decay(name, own_name, mod, param, base_wd)
+            if self.decay_rule == 'detectron2' and own_name in self.overrides:
+                override = self.overrides[own_name]
+                wd = float(override.get('weight_decay', wd))
+                scale = float(override.get('lr_scale', scale))
             group = groups.setdefault((scale, wd), dict(params=[], param_names=[], lr=base_lr *
                                                         scale, weight_decay=wd, lr_scale=scale))
             group['params'].append(param)
             group['param_names'].append(name)
         params.extend(groups.values())
-        print_log(f'layer decay {self.layer_decay_rate}: {len(groups)} parameter groups, lr '
-                  f'scales {min(s for s, _ in groups):.3g}..{max(s for s, _ in groups):.3g}',
+        print_log(f'layer decay {self.layer_decay_rate} ({self.decay_rule} weight-decay rule): '
+                  f'{len(groups)} parameter groups, lr scales '
+                  f'{min(s for s, _ in groups):.3g}..{max(s for s, _ in groups):.3g}',
                   logger='current')
