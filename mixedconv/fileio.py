@@ -11,6 +11,7 @@ complete file or the new complete one. mmengine writes ``last_checkpoint`` only 
 """
 import os
 import os.path as osp
+import re
 import tempfile
 
 from mmengine.fileio import LocalBackend, register_backend
@@ -52,6 +53,32 @@ def atomic_write(path, data):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+TEMPORARY = re.compile(r'^\..+\.part$')  # what atomic_write's mkstemp names look like
+
+
+def remove_stale_temporaries(directory, recursive=True):
+    """Delete the temporaries that :func:`atomic_write` leaves when its process is killed
+    mid-write (``.<name>.<random>.part``), under ``directory``.
+
+    Call it only where no write can be in progress: at the start of a run, by the one
+    process that writes there.
+
+    Returns:
+        list[str]: the removed paths.
+    """
+    removed = []
+    if not osp.isdir(directory):
+        return removed
+    walk = os.walk(directory) if recursive else [(directory, [], os.listdir(directory))]
+    for root, _, names in walk:
+        for name in names:
+            path = osp.join(root, name)
+            if TEMPORARY.match(name) and osp.isfile(path) and not osp.islink(path):
+                os.unlink(path)
+                removed.append(path)
+    return sorted(removed)
 
 
 def _fsync_directory(directory):

@@ -1,8 +1,11 @@
 """Config handling shared by tools/train.py and tools/test.py, for mmpretrain, mmdet and mmseg
 configs alike: the config's ``default_scope`` decides which library's registries build it."""
 import argparse
+import logging
 import os
 import os.path as osp
+import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -88,14 +91,84 @@ def enable_amp(cfg):
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg``, or the config's own ``runner_type``."""
+    """``Runner.from_cfg``, or the config's own ``runner_type``, that never executes the
+    config text a checkpoint carries (see :func:`_read_stored_config_as_data`)."""
     import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     _init_cpu_process_group(cfg)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    _read_stored_config_as_data(runner)
+    return runner
+
+
+def _read_stored_config_as_data(runner):
+    """Make ``runner.resume`` read the checkpoint's ``meta['config']`` as data.
+
+    mmengine's ``Runner.resume`` passes that text to ``Config.fromstring``, which executes it,
+    only to read ``gpu_ids`` from it. The checkpoint's text is parsed with
+    :func:`~mixedconv.config_data.parse_config_text` instead and replaced by a one-line
+    config holding just the ``gpu_ids`` it declared (a list of ints, written by us), so
+    mmengine's GPU-count check still runs and nothing the file wrote is executed.
+    """
+    from .config_data import ConfigTextError, parse_config_text
+    load = runner.load_checkpoint
+
+    def load_checkpoint(filename, *args, **kwargs):
+        checkpoint = load(filename, *args, **kwargs)
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        if isinstance(meta, dict) and 'config' in meta:
+            gpu_ids = None
+            try:
+                gpu_ids = parse_config_text(str(meta['config']),
+                                            f"meta['config'] of {filename}").get('gpu_ids')
+            except ConfigTextError as err:
+                print_log(f'{err}; it is ignored', logger='current', level=logging.WARNING)
+            ok = isinstance(gpu_ids, (list, tuple)) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in gpu_ids)
+            meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n' if ok else ''
+        return checkpoint
+
+    runner.load_checkpoint = load_checkpoint
+
+
+def die_with_parent():
+    """Ask the kernel to SIGKILL this process when its parent dies, however the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``; Linux only, elsewhere a no-op). Safe to call in a
+    ``preexec_fn``."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+DIE_WITH_PARENT_ENV = 'MIXEDCONV_DIE_WITH_PARENT'
+
+
+def remove_stale_checkpoint_temporaries(cfg):
+    """On the first rank, before the run writes anything: delete the ``.part`` files a run
+    killed mid-write left in the work directory."""
+    from .fileio import remove_stale_temporaries
+    if int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)) or 0) != 0:
+        return
+    for path in remove_stale_temporaries(cfg.work_dir, recursive=False):
+        print_log(f'removed {path}, a checkpoint temporary left by a killed run',
+                  logger='current')
+
+
+def run_cli(main, argv=None):
+    """Run a tool's ``main``; user errors print one ``error: ...`` line (exit code 2)
+    instead of a traceback. Programming errors keep their traceback."""
+    from .checkpoint import CheckpointError
+    from .config_data import ConfigTextError
+    if os.environ.get(DIE_WITH_PARENT_ENV) == '1':
+        die_with_parent()
+    try:
+        return main(argv)
+    except (FileNotFoundError, IsADirectoryError, CheckpointError, ConfigTextError) as err:
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def parser(description):

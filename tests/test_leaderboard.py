@@ -92,9 +92,16 @@ def mmengine_work_dir(tmp_path_factory):
     return work_dir
 
 
+CONVMAE_CKPT = '/ckpts/convmae_base_1600ep.pth'
+CONVMAE_SHA = hashlib.sha256(b'convmae').hexdigest()
+
+
 def make_record(**fields):
     base = dict(task='coco-maskrcnn', status='done', method='ConvMAE', backbone='ConvViT-B',
-                pretrain_epochs=1600, metrics={'coco/bbox_mAP': 0.519, 'coco/segm_mAP': 0.462})
+                pretrain_epochs=1600, metrics={'coco/bbox_mAP': 0.519, 'coco/segm_mAP': 0.462},
+                checkpoint=CONVMAE_CKPT, checkpoint_sha256=CONVMAE_SHA)
+    if fields.get('method') == 'MAE':
+        base.update(checkpoint=MAE_CKPT, checkpoint_sha256=None)
     return TaskSummary(**{**base, **fields})
 
 
@@ -124,11 +131,13 @@ def expected_markdown(bench_dir):
     failed = osp.join(bench_dir, 'convmae', 'ade20k-upernet', 'summary.json')
     running = osp.join(bench_dir, 'mae', 'in1k-finetune', 'summary.json')
     return (
-        '| method | backbone | pretrain epochs | COCO box AP | COCO mask AP | ADE20K mIoU '
-        '| IN-1K top-1 | IN-1K linear |\n'
-        '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n'
-        '| ConvMAE | ConvViT-B | 1600 | 51.9 (+0.3) | 46.2 (+0.3) | failed | 85.0 | missing |\n'
-        '| MAE | ViT-B | 1600 | 51.6 | 45.9 | 48.1 | missing (running) | missing |\n'
+        '| method | backbone | pretrain epochs | checkpoint | COCO box AP | COCO mask AP '
+        '| ADE20K mIoU | IN-1K top-1 | IN-1K linear |\n'
+        '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n'
+        f'| ConvMAE | ConvViT-B | 1600 | convmae_base_1600ep.pth ({CONVMAE_SHA[:12]}) '
+        '| 51.9 (+0.3) | 46.2 (+0.3) | failed | 85.0 | missing |\n'
+        '| MAE | ViT-B | 1600 | mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.pth | 51.6 | 45.9 '
+        '| 48.1 | missing (running) | missing |\n'
         '\n'
         '- Values in percent. Deltas against MAE ViT-B 1600e.\n'
         f'- ConvMAE ConvViT-B 1600e: ade20k-upernet failed: RuntimeError: CUDA out of memory '
@@ -256,11 +265,10 @@ def test_published_rows_and_baseline_errors(bench_dir):
     results = collect([bench_dir])
     table = build_table(results, PUBLISHED, baseline='MAE ViT-B (published)')
     text = to_markdown(table)
-    assert ('| ConvMAE | ConvViT-B | 1600 | 51.9 (+0.3) | 46.2 (+0.3) | failed | 85.0 (+1.4) '
-            '| missing |') in text
-    assert '| MAE (published: MAE paper) | ViT-B | 1600 | 51.6 | 45.9 | 48.1 | 83.6 | 68.0 |' \
+    assert ('| 51.9 (+0.3) | 46.2 (+0.3) | failed | 85.0 (+1.4) | missing |') in text
+    assert '| MAE (published: MAE paper) | ViT-B | 1600 | — | 51.6 | 45.9 | 48.1 | 83.6 | 68.0 |' \
         in text
-    assert '| MixedAE (published: MixedAE paper leaderboard entry) | ViT-B | 1600 | missing ' \
+    assert '| MixedAE (published: MixedAE paper leaderboard entry) | ViT-B | 1600 | — | missing ' \
         in text
     assert '- Rows marked published are numbers reported by their source, not measured here.' \
         in text

@@ -12,10 +12,12 @@ default benchmark (generated COCO/ADE20K/ImageNet-format data, tiny models, minu
 
 Each task trains and evaluates in its own process; results go to
 <work-dir>/transfer/<run>/<task>/summary.json and the leaderboard to <work-dir>/leaderboard/.
-Finished tasks are not rerun; failed or interrupted ones resume.
+Finished tasks are not rerun; failed or interrupted ones resume. The exit code is 0 only
+when every task finished, 1 when one failed, 2 for a usage or input error.
 """
 import argparse
 import os.path as osp
+import signal
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -23,7 +25,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mixedconv.benchmark import PRETRAIN_CONFIGS, TASK_CONFIGS, Launch  # noqa: E402
 from mixedconv.benchmark.checkpoints import parse_arch  # noqa: E402
 from mixedconv.benchmark.recipes import parse_names  # noqa: E402
-from mixedconv.benchmark.runner import run_benchmark, run_chain, write_leaderboard  # noqa: E402
+from mixedconv.benchmark.runner import (BenchmarkBusy, TaskMismatch, run_benchmark,  # noqa: E402
+                                        run_chain, write_leaderboard)
 from mixedconv.checkpoint import CheckpointError  # noqa: E402
 
 
@@ -50,8 +53,15 @@ def parse_args(argv=None):
     return args
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv=None):
+    """Exit codes: 0 when every requested task finished, 1 when any failed (the leaderboard
+    is still written), 2 on a usage or input error, 130 when interrupted."""
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # record 'interrupted', stop the trainer
     try:
         tasks = parse_names(args.tasks, list(TASK_CONFIGS), 'task')
         launch = Launch(args.launcher, args.gpus, args.partition)
@@ -60,22 +70,39 @@ def main(argv=None):
         for path in args.checkpoints:
             if not osp.isfile(path):
                 raise FileNotFoundError(f'checkpoint not found: {path}')
+        records = []
         if args.pretrain:
             methods = parse_names(args.pretrain, list(PRETRAIN_CONFIGS), 'pretraining method')
-            files = run_chain(methods, tasks, args.work_dir, args.data_root, launch,
-                              args.baseline)
+            files, records = run_chain(methods, tasks, args.work_dir, args.data_root, launch,
+                                       args.baseline, with_records=True)
         if args.checkpoints:
             records = run_benchmark(args.checkpoints, tasks, args.work_dir, args.data_root,
                                     launch=launch, method=args.method, arch=args.arch)
             files = write_leaderboard(records, args.work_dir, args.baseline)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
-        sys.exit(f'error: {err}')
+    except (ValueError, FileNotFoundError, CheckpointError, BenchmarkBusy,
+            TaskMismatch) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # a pretraining run failed: no checkpoint to benchmark
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted; the summaries say so, and a rerun resumes', file=sys.stderr)
+        return 130
     print('\nleaderboard:')
     for kind, path in files.items():
         print(f'  {kind:<8} {path}')
     with open(files['md']) as f:
         print('\n' + f.read())
+    failed = [r for r in records if r.status != 'done']
+    for record in failed:
+        print(f'\n{record.task} {record.status} for {record.checkpoint} ({record.config}):\n'
+              f'{record.error}', file=sys.stderr)
+    if failed:
+        print(f'\nerror: {len(failed)} of {len(records)} tasks did not finish', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -3,6 +3,11 @@
 #   bash tools/dist_train.sh CONFIG NPROC [train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
 set -euo pipefail
+if [[ $# -lt 2 ]]; then
+    echo "usage: bash tools/dist_train.sh CONFIG NPROC [train.py args...]" >&2
+    echo "       e.g. bash tools/dist_train.sh configs/convmae/<config>.py 8 --amp" >&2
+    exit 2
+fi
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}

@@ -5,6 +5,10 @@
 # Example: GPUS=16 bash tools/slurm_train.sh gpu convmae \
 #     configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py work_dirs/convmae
 set -euo pipefail
+if [[ $# -lt 4 ]]; then
+    echo "usage: [GPUS=N] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" >&2
+    exit 2
+fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

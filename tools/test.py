@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mixedconv.data.layout import check_dataset_paths  # noqa: E402
-from mixedconv.launch import build_runner, load_config, parser  # noqa: E402
+from mixedconv.launch import build_runner, load_config, parser, run_cli  # noqa: E402
 
 
 def main(argv=None):
@@ -25,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

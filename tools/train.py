@@ -9,7 +9,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mixedconv.data.layout import check_dataset_paths  # noqa: E402
-from mixedconv.launch import build_runner, enable_amp, load_config, parser  # noqa: E402
+from mixedconv.launch import (build_runner, enable_amp, load_config, parser,  # noqa: E402
+                              remove_stale_checkpoint_temporaries, run_cli)
 
 
 def parse_args(argv=None):
@@ -33,8 +34,9 @@ def main(argv=None):
             raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     check_dataset_paths(cfg, ('train', 'val'))
+    remove_stale_checkpoint_temporaries(cfg)
     build_runner(cfg).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,20 +1,21 @@
 """Tell what a pretrained checkpoint is: backbone family and arch, method, pretraining epochs.
 
 The pretraining config that mmengine stores in a checkpoint's ``meta['cfg']`` is the most
-reliable source (it names the method and the exact arch, heads included); released
-checkpoints without it are recognised from their tensor names and shapes.
+reliable source (it names the method and the exact arch, heads included); it is read as data,
+never executed. Released checkpoints without it are recognised from the ``args`` their
+official ``save_model`` stored, and from their tensor names and shapes, which must agree
+with whatever the file or the user claims.
 """
 import os.path as osp
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from mmengine.config import Config
-
-from ..checkpoint import CheckpointError, safe_load, strip_prefix, unwrap_state_dict
+from ..checkpoint import (BACKBONE_PREFIXES, CheckpointError, safe_load, strip_prefix,
+                          unwrap_state_dict)
+from ..config_data import ConfigTextError, parse_config_text
 from ..leaderboard.collect import infer_method
-from ..models.backbones.convvit import ConvViT
-from ..models.backbones.plain_vit import PlainViT
 from .recipes import FAMILIES
 from .tiny import ARCHS as TINY_ARCHS
 
@@ -43,41 +44,61 @@ class CheckpointInfo:
         return f'{FAMILY_LABEL[self.family]}-{size}'
 
 
+def _canonical_arch(family, name):
+    """The arch_zoo key of ``name`` in ``family`` (short and long names, as mmpretrain)."""
+    backbone = FAMILIES[family]
+    name = backbone.arch_aliases.get(name, name)
+    if name not in backbone.arch_zoo:
+        names = sorted(set(backbone.arch_zoo) | set(backbone.arch_aliases))
+        raise ValueError(f'unknown {family} arch {name!r}; valid: {", ".join(names)}')
+    return name
+
+
 def parse_arch(text):
-    """``'PlainViT'`` or ``'PlainViT:large'`` -> (family, arch name or None), validated."""
+    """``'PlainViT'`` or ``'PlainViT:large'`` -> (family, arch_zoo name or None), validated."""
     family, _, name = text.partition(':')
     if family not in FAMILIES:
         raise ValueError(f'unknown backbone {family!r}; valid: {", ".join(FAMILIES)} '
                          '(optionally :ARCH, e.g. PlainViT:large)')
-    zoo = FAMILIES[family].arch_zoo
-    if name and name not in zoo:
-        raise ValueError(f'unknown {family} arch {name!r}; valid: {", ".join(zoo)}')
-    return family, name or None
+    return family, _canonical_arch(family, name) if name else None
 
 
 def describe_checkpoint(path, method=None, arch=None):
     """Inspect ``path``. ``method`` overrides the method found (or not found) in it; ``arch``
-    (``'ConvViT'``, ``'PlainViT:large'``, see :func:`parse_arch`) states the backbone instead
-    of reading it from the checkpoint.
+    (``'ConvViT'``, ``'PlainViT:large'``, see :func:`parse_arch`) names the arch when the
+    tensors cannot tell it (attention heads), and must agree with the tensors.
+
+    What the checkpoint says about itself is read as data only: mmengine's stored config
+    (``meta['cfg']``, parsed by :func:`~mixedconv.config_data.parse_config_text`, never
+    executed) and the ``args`` namespace that the official ConvMAE and MAE ``save_model``
+    store (``args.model``, ``args.epochs``).
 
     Raises:
-        CheckpointError: the tensors fit neither ConvViT nor a plain ViT, or not the stated
-            backbone.
+        CheckpointError: the tensors fit neither ConvViT nor a plain ViT, or contradict
+            ``arch`` or the stored config.
         ValueError: the method cannot be told and was not given; an unknown ``arch``.
     """
     family, arch_name = parse_arch(arch) if arch else (None, None)
     checkpoint = safe_load(path)
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    cfg_text = meta.get('cfg') if isinstance(meta, dict) else None
-    info = _from_config(path, cfg_text) if cfg_text else None
+    found_family, sizes = _sizes_from_tensors(path, unwrap_state_dict(checkpoint))
+    if family and family != found_family:
+        raise CheckpointError(f'{path} holds a {found_family} encoder, not the {family} given '
+                              f'by --arch; pass --arch {found_family}[:ARCH] or leave it out')
+    stored = _from_stored_config(path, checkpoint) or _from_args(path, checkpoint)
+    if stored is not None and stored.family != found_family:
+        raise CheckpointError(f'{path}: its stored config describes a {stored.family} but its '
+                              f'tensors are a {found_family}; the file is inconsistent')
     if arch_name:
-        info = CheckpointInfo(path, family, arch_name, info and info.method,
-                              info and info.pretrain_epochs)
-    if info is None:
-        info = _from_tensors(path, unwrap_state_dict(checkpoint))
-    if family and info.family != family:
-        raise CheckpointError(f'{path} holds a {info.family} encoder, not the {family} given '
-                              'by --arch')
+        _check_sizes(path, found_family, arch_name, sizes, 'the --arch')
+        info = CheckpointInfo(path, found_family, arch_name, stored and stored.method,
+                              stored and stored.pretrain_epochs)
+    elif stored is not None and stored.arch is not None:
+        _check_sizes(path, found_family, stored.arch, sizes, 'its stored config\'s')
+        info = stored
+    else:
+        info = CheckpointInfo(path, found_family,
+                              _match(FAMILIES[found_family].arch_zoo, sizes, path),
+                              stored and stored.method, stored and stored.pretrain_epochs)
     info.method = method or info.method or infer_method(osp.basename(path))
     if not info.method:
         raise ValueError(f'cannot tell the pretraining method of {path}; pass --method '
@@ -85,18 +106,56 @@ def describe_checkpoint(path, method=None, arch=None):
     return info
 
 
-def _from_config(path, cfg_text):
-    cfg = Config.fromstring(cfg_text, file_format='.py')
-    model = cfg.get('model', {})
-    backbone = model.get('backbone', {})
-    epochs = cfg.get('train_cfg', {}).get('max_epochs')
+def _from_stored_config(path, checkpoint):
+    """What mmengine's ``meta['cfg']`` says, read as data; None when there is none.
+
+    Text that is not literal data (a crafted checkpoint: mmengine dumps only literals) is
+    not used, with a warning, and the tensors decide."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    cfg_text = meta.get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(cfg_text, str):
+        return None
+    try:
+        cfg = parse_config_text(cfg_text, source=f"meta['cfg'] of {path}")
+    except ConfigTextError as err:
+        warnings.warn(f'{err}; the stored config is ignored and the tensors decide')
+        return None
+    model = _dict(cfg.get('model'))
+    backbone = _dict(model.get('backbone'))
+    epochs = _dict(cfg.get('train_cfg')).get('max_epochs')
+    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
     method = METHODS.get(model.get('type'))
     if backbone.get('type') in ('ConvViT', 'PlainViT'):
-        return CheckpointInfo(path, backbone['type'], backbone.get('arch'), method, epochs)
+        family, arch = backbone['type'], backbone.get('arch', 'b' if backbone['type'] ==
+                                                      'ConvViT' else 'base')
+        if isinstance(arch, str):
+            arch = _canonical_arch(family, arch)
+        return CheckpointInfo(path, family, arch, method, epochs)
     if backbone.get('type') == 'MAEViT':  # mmpretrain's MAE encoder, loaded by PlainViT
-        return CheckpointInfo(path, 'PlainViT', _plain_arch_of_mmpretrain(backbone['arch']),
-                              method, epochs)
+        return CheckpointInfo(path, 'PlainViT',
+                              _plain_arch_of_mmpretrain(backbone.get('arch', 'b')), method,
+                              epochs)
     return None
+
+
+def _from_args(path, checkpoint):
+    """What the ``args`` of the official ConvMAE / MAE ``util/misc.py save_model`` say: the
+    model name (``convmae_convvit_base_patch16``, ``mae_vit_large_patch16``) and epochs."""
+    args = checkpoint.get('args') if isinstance(checkpoint, dict) else None
+    model = getattr(args, 'model', None)
+    if not isinstance(model, str):
+        return None
+    family = 'ConvViT' if 'convvit' in model.lower() else 'PlainViT'
+    size = re.search(r'_(small|base|large|huge)', model.lower())
+    epochs = getattr(args, 'epochs', None)
+    return CheckpointInfo(path, family, size and _canonical_arch(family, size.group(1)),
+                          infer_method(model),
+                          epochs if isinstance(epochs, int) and not isinstance(epochs, bool)
+                          else None)
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
 
 
 def _plain_arch_of_mmpretrain(arch):
@@ -112,22 +171,38 @@ def _count(state_dict, pattern):
     return len({m.group(1) for k in state_dict for m in [re.match(pattern, k)] if m})
 
 
-def _from_tensors(path, state_dict):
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = strip_prefix(state_dict, 'backbone.')
+def _sizes_from_tensors(path, state_dict):
+    """(family, sizes) of the encoder in ``state_dict``: widths and depths, which the tensors
+    show (attention heads they do not)."""
+    prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
+                  None)
+    if prefix:
+        state_dict = strip_prefix(state_dict, prefix)
     if 'patch_embed1.proj.weight' in state_dict:
         dims = tuple(state_dict[f'patch_embed{i}.proj.weight'].shape[0] for i in (1, 2, 3))
         depths = tuple(_count(state_dict, rf'blocks{i}\.(\d+)\.') for i in (1, 2, 3))
-        return CheckpointInfo(path, 'ConvViT', _match(ConvViT.arch_zoo, dict(
-            embed_dims=dims, depths=depths), path), None)
+        return 'ConvViT', dict(embed_dims=dims, depths=depths)
     for proj, blocks in (('patch_embed.proj.weight', r'blocks\.(\d+)\.'),
                          ('patch_embed.projection.weight', r'layers\.(\d+)\.')):
         if proj in state_dict:
-            shape = dict(embed_dim=state_dict[proj].shape[0], depth=_count(state_dict, blocks))
-            return CheckpointInfo(path, 'PlainViT', _match(PlainViT.arch_zoo, shape, path), None)
+            return 'PlainViT', dict(embed_dim=state_dict[proj].shape[0],
+                                    depth=_count(state_dict, blocks))
     raise CheckpointError(
         f'{path} is neither a ConvViT (patch_embed1..3, blocks1..3) nor a plain ViT '
         f'(patch_embed.proj, blocks.N) checkpoint; first keys: {list(state_dict)[:5]}')
+
+
+def _check_sizes(path, family, arch, sizes, said_by):
+    """Raise when ``arch`` (an arch_zoo name or dict) has other widths/depths than the
+    tensors."""
+    spec = FAMILIES[family].arch_zoo[arch] if isinstance(arch, str) else arch
+    claimed = {k: tuple(spec[k]) if isinstance(v, tuple) else spec.get(k)
+               for k, v in sizes.items()}
+    if claimed != sizes:
+        name = f'{family}:{arch}' if isinstance(arch, str) else f'{family} {arch}'
+        raise CheckpointError(f'{path}: {said_by} arch {name} has sizes {claimed}, but the '
+                              f'checkpoint\'s tensors have {sizes}; give the arch the '
+                              'checkpoint was trained with')
 
 
 def _match(arch_zoo, shape, path):

@@ -181,5 +181,6 @@ def _common(cfg, iters):
     no_amp_without_cuda(cfg)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, iters // 5))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
+    cfg.log_processor = dict(cfg.get('log_processor') or {}, by_epoch=False)  # "Iter(train)"
     cfg.pop('auto_scale_lr', None)
     cfg.randomness = dict(seed=0)

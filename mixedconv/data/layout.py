@@ -23,13 +23,15 @@ LAYOUTS = {
 SPLITS = ('train', 'val', 'test')
 
 
-def _base_datasets(dataset):
-    """The datasets under wrappers (RepeatDataset, ClassBalancedDataset, ConcatDataset)."""
+def _base_datasets(dataset, key):
+    """``(config key, dataset)`` of the datasets under wrappers (RepeatDataset,
+    ClassBalancedDataset, ConcatDataset), keyed as ``--cfg-options`` addresses them."""
     if 'datasets' in dataset:
-        return [d for child in dataset['datasets'] for d in _base_datasets(child)]
+        return [found for i, child in enumerate(dataset['datasets'])
+                for found in _base_datasets(child, f'{key}.datasets.{i}')]
     if 'dataset' in dataset:
-        return _base_datasets(dataset['dataset'])
-    return [dataset]
+        return _base_datasets(dataset['dataset'], f'{key}.dataset')
+    return [(key, dataset)]
 
 
 def dataset_paths(dataset):
@@ -67,15 +69,17 @@ def check_dataset_paths(cfg, splits=('train', 'val')):
         loader = cfg.get(f'{split}_dataloader')
         if not loader or (split != 'train' and cfg.get(f'{split}_cfg') is None):
             continue
-        for dataset in _base_datasets(loader['dataset']):
+        for dataset_key, dataset in _base_datasets(loader['dataset'],
+                                                   f'{split}_dataloader.dataset'):
             kind = str(dataset.get('type', '')).split('.')[-1]
             for key, path in dataset_paths(dataset):
                 if _is_local(path) and not osp.exists(path):
                     raise FileNotFoundError(
                         f'{split} dataset ({kind}): {key} {path} does not exist. Expected '
                         f'layout:\n{LAYOUTS.get(kind, "see the dataset class documentation")}'
-                        f'\nPoint {split}_dataloader.dataset.data_root at the data (for '
-                        f'example with --cfg-options) or create it in that layout.')
+                        f'\nCreate it in that layout, or point the config at the data, e.g. '
+                        f'--cfg-options {dataset_key}.data_root=/path/to/data/ (the '
+                        'benchmark: --data-root).')
         evaluators = cfg.get(f'{split}_evaluator') or []
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             path = evaluator.get('ann_file')

@@ -30,6 +30,15 @@ def make_leaderboard(work_dirs, out_dir, baseline=None, published=False, overrid
 
     Returns:
         dict[str, str]: Format -> written path (see :func:`write_leaderboard`).
+
+    Raises:
+        FileNotFoundError: a directory does not exist, or none holds any result.
     """
-    table = build_table(collect(work_dirs, overrides), PUBLISHED if published else (), baseline)
+    results = collect(work_dirs, overrides)
+    if not results:
+        raise FileNotFoundError(
+            f'no results under {", ".join(map(str, work_dirs))}: expected benchmark task '
+            'folders (summary.json) or mmengine work directories with logged evaluation '
+            'metrics (<timestamp>/vis_data/scalars.json)')
+    table = build_table(results, PUBLISHED if published else (), baseline)
     return write_leaderboard(table, out_dir)

@@ -10,8 +10,9 @@ Two layouts are recognised while walking the given directories:
   ``step``), dumps test metrics to ``<timestamp>/<timestamp>.json`` and writes the text log
   ``<timestamp>/<timestamp>.log``. The final evaluation (the last line with metrics, across run
   folders in time order) becomes the result; the text log is read only when there are no JSON
-  logs. Method and backbone come from the config mmengine dumped into the work directory
-  (``model.backbone`` and its pretrained checkpoint's file name), else from the directory name;
+  logs. Method and backbone come from the config mmengine dumped for the run, read as data and
+  never executed (``model.backbone`` and its pretrained checkpoint's file name), else from
+  the directory name;
   pretraining epochs from that checkpoint's name. All of them can be overridden.
 """
 import dataclasses
@@ -23,8 +24,9 @@ import re
 import warnings
 from typing import Optional
 
+from ..config_data import ConfigTextError, read_config_file
 from .metrics import COLUMNS, tasks_for_metrics
-from .summary import SUMMARY_NAME, SummaryError, TaskSummary, read_summary
+from .summary import SUMMARY_NAME, SummaryError, TaskSummary, read_summary, sha256_of
 
 RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
 METRIC_KEYS = frozenset(c.metric for c in COLUMNS)
@@ -131,9 +133,16 @@ def read_mmengine_work_dir(work_dir):
         backbone=_infer_backbone(cfg, osp.basename(work_dir)),
         pretrain_epochs=_infer_pretrain_epochs(_pretrained_path(cfg)),
         checkpoint=_pretrained_path(cfg),
+        checkpoint_sha256=_sha256_if_here(_pretrained_path(cfg)),
         metrics=metrics,
         config=config_path)
     return Result(record, work_dir, step)
+
+
+def _sha256_if_here(path):
+    """The sha256 of the pretrained checkpoint when it is on this machine (so the row joins
+    the benchmark's rows of the same file), else None."""
+    return sha256_of(path) if path and osp.isfile(path) else None
 
 
 def _eval_lines(run_dir):
@@ -174,16 +183,29 @@ def _read_text_log(path):
 
 
 def _load_dumped_config(work_dir):
-    """(path, dict) of the newest config mmengine dumped into ``work_dir``, or (None, None)."""
-    paths = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime)
-    if not paths:
-        return None, None
-    from mmengine.config import Config
-    try:
-        return paths[-1], Config.fromfile(paths[-1], import_custom_modules=False).to_dict()
-    except Exception as err:  # any config error: fall back to names, but say so
-        warnings.warn(f'{paths[-1]}: config not readable ({err}); inferring from names')
-        return paths[-1], None
+    """(path, dict) of the config mmengine dumped for ``work_dir``'s newest run, read as data
+    (:func:`~mixedconv.config_data.read_config_file`, never executed), or (None, None).
+
+    mmengine's visualizer backend writes it to ``<timestamp>/vis_data/config.py`` beside
+    ``scalars.json``, and the runner to ``<work_dir>/<config name>.py``. Other ``.py`` files
+    (helper scripts in a shared results folder) are not literal data and are passed over
+    with a warning; they are never run.
+    """
+    run_dirs = sorted((d for d in os.listdir(work_dir)
+                       if RUN_DIR.match(d) and osp.isdir(osp.join(work_dir, d))), reverse=True)
+    candidates = [osp.join(work_dir, d, 'vis_data', 'config.py') for d in run_dirs]
+    candidates += sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime, reverse=True)
+    for path in candidates:
+        if not osp.isfile(path):
+            continue
+        try:
+            cfg = read_config_file(path)
+        except ConfigTextError as err:
+            warnings.warn(f'{err}; not taken as the run\'s config')
+            continue
+        if isinstance(cfg.get('model'), dict):
+            return path, cfg
+    return None, None
 
 
 def _cfg_get(cfg, *keys):

@@ -27,9 +27,14 @@ class Column:
     scale: float
 
     def percent(self, metrics):
-        """The column's value in percent from a task's ``metrics`` dict, or None if absent."""
+        """The column's value in percent from a task's ``metrics`` dict, or None if absent
+        or undefined (:data:`UNDEFINED`)."""
         value = metrics.get(self.metric)
-        return None if value is None else float(value) * self.scale
+        return None if value is None or value == UNDEFINED else float(value) * self.scale
+
+
+# pycocotools reports -1 for an AP it cannot define (no ground truth to match)
+UNDEFINED = -1.0
 
 
 COLUMNS = (
@@ -40,6 +45,17 @@ COLUMNS = (
     Column('in1k_linear', 'IN-1K linear', 'in1k-linear', 'accuracy/top1', 1.0),
 )
 COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
+# the range each evaluator reports a metric in: CocoMetric's mAPs in [0, 1] (or UNDEFINED),
+# mmseg's IoUMetric and mmpretrain's Accuracy in percent
+METRIC_RANGES = {column.metric: (0.0, 100.0 / column.scale) for column in COLUMNS}
+
+
+def metric_in_range(key, value):
+    """Whether ``value`` is a value the evaluator of ``key`` can report."""
+    if key not in METRIC_RANGES:
+        return True
+    low, high = METRIC_RANGES[key]
+    return low <= value <= high or (key.startswith('coco/') and value == UNDEFINED)
 
 
 def tasks_for_metrics(metric_keys):

@@ -13,7 +13,7 @@ import os.path as osp
 
 from .metrics import COLUMNS
 
-HEADERS = ('method', 'backbone', 'pretrain epochs') + tuple(c.title for c in COLUMNS)
+HEADERS = ('method', 'backbone', 'pretrain epochs', 'checkpoint') + tuple(c.title for c in COLUMNS)
 BAR_COLORS = ('#4c72b0', '#dd8452', '#55a868', '#c44e52', '#8172b3', '#937860', '#da8bc3',
               '#8c8c8c', '#ccb974', '#64b5cd')
 CSS = """
@@ -31,7 +31,7 @@ tr.baseline { background: #eef4ff; }
 
 def cells(row):
     """The displayed texts of one row, in :data:`HEADERS` order."""
-    return [row.method_text, row.backbone, row.epochs_text] + [
+    return [row.method_text, row.backbone, row.epochs_text, row.checkpoint_text] + [
         row.cells[c.key].text() for c in COLUMNS]
 
 
@@ -48,7 +48,7 @@ def notes(table):
 
 def to_markdown(table):
     """A GitHub Markdown table followed by its notes as a list."""
-    align = ['---'] * 3 + ['---:'] * len(COLUMNS)
+    align = ['---'] * 4 + ['---:'] * len(COLUMNS)
     lines = [_md_line(HEADERS), _md_line(align)]
     lines += [_md_line(cells(row)) for row in table.rows]
     lines += [''] + [f'- {note}' for note in notes(table)]
@@ -64,7 +64,8 @@ def to_csv(table):
     missing), delta against the baseline and status."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator='\n')
-    writer.writerow(['method', 'backbone', 'pretrain_epochs', 'published', 'source'] + [
+    writer.writerow(['method', 'backbone', 'pretrain_epochs', 'published', 'source',
+                     'checkpoint', 'checkpoint_sha256'] + [
         f'{c.key}{suffix}' for c in COLUMNS for suffix in ('', '_delta', '_status')])
     for row in table.rows:
         values = []
@@ -72,7 +73,8 @@ def to_csv(table):
             cell = row.cells[column.key]
             values += [_fmt(cell.value, '.2f'), _fmt(cell.delta, '+.1f'), cell.status]
         writer.writerow([row.method, row.backbone, _fmt(row.pretrain_epochs, 'd'),
-                         str(row.published).lower(), row.source] + values)
+                         str(row.published).lower(), row.source, row.checkpoint or '',
+                         row.checkpoint_sha256 or ''] + values)
     return buf.getvalue()
 
 
@@ -118,7 +120,7 @@ def to_html(table, png):
     for row in table.rows:
         classes = ' '.join(name for name, on in (('published', row.published),
                                                   ('baseline', row is table.baseline)) if on)
-        tds = [f'<td>{html.escape(text)}</td>' for text in cells(row)[:3]]
+        tds = [f'<td>{html.escape(text)}</td>' for text in cells(row)[:4]]
         for column in COLUMNS:
             cell = row.cells[column.key]
             kind = 'num' if cell.value is not None else (

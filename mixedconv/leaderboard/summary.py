@@ -8,18 +8,21 @@ reads it back. Metric keys are the mm evaluators' own (``coco/bbox_mAP`` in [0, 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import os.path as osp
+import re
 import subprocess
 import tempfile
 from datetime import datetime, timezone
 from typing import Dict, Optional
 
-from .metrics import TASKS
+from .metrics import METRIC_RANGES, TASKS, metric_in_range
 
 SCHEMA_VERSION = 1
 SUMMARY_NAME = 'summary.json'
 STATUSES = ('done', 'failed', 'interrupted', 'running')
+SHORT_SHA = 12  # hex digits of a checkpoint's sha256 that name its runs and rows
 
 
 class SummaryError(ValueError):
@@ -79,6 +82,17 @@ class TaskSummary:
                 isinstance(k, str) and _is_number(v) for k, v in self.metrics.items()):
             raise SummaryError('metrics must map metric names to numbers, '
                                f'got {self.metrics!r}')
+        for key, value in self.metrics.items():
+            if not math.isfinite(value):
+                raise SummaryError(f'metric {key} is {value}: a finished evaluation reports '
+                                   'finite numbers')
+            if not metric_in_range(key, value):
+                low, high = METRIC_RANGES[key]
+                raise SummaryError(f'metric {key} = {value} is outside its range '
+                                   f'[{low}, {high}] (as its evaluator reports it)')
+        sha = self.checkpoint_sha256
+        if sha is not None and not (isinstance(sha, str) and re.fullmatch(r'[0-9a-f]{64}', sha)):
+            raise SummaryError(f'checkpoint_sha256 must be 64 hex digits, got {sha!r}')
         if self.wall_time_s is not None and not _is_number(self.wall_time_s):
             raise SummaryError(f'wall_time_s must be a number or null, got {self.wall_time_s!r}')
         if self.schema_version != SCHEMA_VERSION:

@@ -1,5 +1,7 @@
-"""The leaderboard as data: one row per (method, backbone, pretraining epochs), one cell per
-metric column, in percent, with deltas against a chosen baseline row.
+"""The leaderboard as data: one row per evaluated checkpoint (its sha256; for plain mmengine
+work directories, which record no hash, the pretrained checkpoint's path), one cell per metric
+column, in percent, with deltas against a chosen baseline row. Rows that would read alike
+(same method, backbone and epochs) are labelled with the checkpoint's short sha256 or name.
 
 A cell without a finished value says why (``missing``, ``failed``, ``missing (interrupted)``,
 ``missing (running)``); it is never shown as zero.
@@ -8,6 +10,7 @@ import dataclasses
 from typing import Dict, List, Optional
 
 from .metrics import COLUMNS
+from .summary import SHORT_SHA
 
 # Which of several results for the same row and task is shown: the best status, then the last.
 STATUS_RANK = {'done': 3, 'running': 2, 'interrupted': 1, 'failed': 0}
@@ -56,13 +59,30 @@ class Row:
     source: str = 'measured'
     published: bool = False
     notes: List[str] = dataclasses.field(default_factory=list)
+    checkpoint: Optional[str] = None
+    checkpoint_sha256: Optional[str] = None
+    tag: Optional[str] = None  # set when another row has the same base label
 
     @property
-    def label(self):
+    def base_label(self):
         """``'MAE ViT-B 1600e'`` (``' (published)'`` appended for published rows)."""
         epochs = '' if self.pretrain_epochs is None else f' {self.pretrain_epochs}e'
         return (f'{self.method} {self.backbone}{epochs}'
                 + (' (published)' if self.published else ''))
+
+    @property
+    def label(self):
+        """:attr:`base_label`, with ``' [<short sha256 or file name>]'`` when it is shared."""
+        return self.base_label + (f' [{self.tag}]' if self.tag else '')
+
+    @property
+    def checkpoint_text(self):
+        """``'epoch_1600.pth (3fa2c1d9e0ab)'``; ``'—'`` for published rows."""
+        if not self.checkpoint:
+            return '—'
+        name = self.checkpoint.replace('\\', '/').rstrip('/').split('/')[-1]
+        return f'{name} ({short_sha(self.checkpoint_sha256)})' if self.checkpoint_sha256 \
+            else name
 
     @property
     def method_text(self):
@@ -94,6 +114,7 @@ def build_table(results, published=(), baseline=None):
         ValueError: ``baseline`` matches no row or several rows.
     """
     rows = _measured_rows(results) + [_published_row(p) for p in published]
+    _tag_alike_rows(rows)
     table = Table(rows)
     if baseline:
         table.baseline = _find_baseline(rows, baseline)
@@ -102,16 +123,20 @@ def build_table(results, published=(), baseline=None):
 
 
 def _measured_rows(results):
-    chosen = {}  # (method, backbone, epochs) -> {task: result}
+    chosen = {}  # (method, backbone, epochs, checkpoint identity) -> {task: result}
     for result in results:
         rec = result.record
-        tasks = chosen.setdefault((rec.method, rec.backbone, rec.pretrain_epochs), {})
+        identity = rec.checkpoint_sha256 or rec.checkpoint or ''
+        tasks = chosen.setdefault((rec.method, rec.backbone, rec.pretrain_epochs, identity),
+                                  {})
         current = tasks.get(rec.task)
         if current is None or STATUS_RANK[rec.status] >= STATUS_RANK[current.record.status]:
             tasks[rec.task] = result
     rows = []
-    for (method, backbone, epochs), tasks in sorted(chosen.items(), key=_row_order):
-        row = Row(method, backbone, epochs, {c.key: Cell() for c in COLUMNS})
+    for (method, backbone, epochs, _), tasks in sorted(chosen.items(), key=_row_order):
+        first = next(iter(tasks.values())).record
+        row = Row(method, backbone, epochs, {c.key: Cell() for c in COLUMNS},
+                  checkpoint=first.checkpoint, checkpoint_sha256=first.checkpoint_sha256)
         for column in COLUMNS:
             result = tasks.get(column.task)
             if result is None:
@@ -128,8 +153,31 @@ def _measured_rows(results):
 
 
 def _row_order(item):
-    (method, backbone, epochs), _ = item
-    return method.lower(), backbone.lower(), -1 if epochs is None else epochs
+    (method, backbone, epochs, identity), _ = item
+    return method.lower(), backbone.lower(), -1 if epochs is None else epochs, identity
+
+
+def short_sha(sha256):
+    """The first :data:`~.summary.SHORT_SHA` hex digits of a sha256."""
+    return sha256[:SHORT_SHA]
+
+
+def _tag_alike_rows(rows):
+    """Give rows that share a base label a tag that tells them apart: the short sha256, else
+    the checkpoint's file name (else its position)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row.base_label, []).append(row)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        for i, row in enumerate(group, 1):
+            if row.checkpoint_sha256:
+                row.tag = short_sha(row.checkpoint_sha256)
+            elif row.checkpoint:
+                row.tag = row.checkpoint_text
+            else:
+                row.tag = f'#{i}'
 
 
 def _last_line(text, limit=160):
@@ -157,7 +205,9 @@ def _find_baseline(rows, spec):
 
 def _baseline_names(row):
     suffix = ' (published)' if row.published else ''
-    names = [f'{row.method} {row.backbone}{suffix}', row.label]
+    names = [f'{row.method} {row.backbone}{suffix}', row.base_label, row.label]
+    if row.checkpoint_sha256:
+        names.append(f'{row.method} {row.backbone} [{short_sha(row.checkpoint_sha256)}]')
     return [name.lower() for name in names]
 
 
