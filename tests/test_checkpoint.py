@@ -1,4 +1,7 @@
-"""Safe checkpoint loading: mmengine checkpoints load weights-only, hostile pickles do not run."""
+"""Safe checkpoint loading: mmengine checkpoints load weights-only, hostile pickles do not run.
+
+More hostile pickles: tests/test_malicious_checkpoints.py; every accepted checkpoint layout:
+tests/test_checkpoint_layouts.py."""
 import os
 import pickle
 import subprocess
@@ -116,14 +119,19 @@ def test_unwrap_state_dict_layouts(wrap):
 
 def test_export_encoder_keeps_backbone_only(tmp_path):
     src = tmp_path / 'pretrain.pth'
+    encoder = {'patch_embed.proj.weight': torch.ones(4, 3, 16, 16),
+               'blocks.0.norm1.weight': torch.ones(4)}
     torch.save({'meta': {'iter': 1}, 'state_dict': {
-        'backbone.blocks.0.w': torch.ones(2), 'neck.decoder.w': torch.ones(3)}}, src)
+        **{f'backbone.{k}': v for k, v in encoder.items()}, 'neck.decoder.w': torch.ones(3)}},
+        src)
     export_encoder(src, tmp_path / 'enc.pth')
     exported = safe_load(tmp_path / 'enc.pth')
-    assert list(exported) == ['model'] and list(exported['model']) == ['blocks.0.w']
-    assert torch.equal(exported['model']['blocks.0.w'], torch.ones(2))
-    with pytest.raises(CheckpointError, match="no 'backbone.' keys"):
-        export_encoder(tmp_path / 'enc.pth', tmp_path / 'enc2.pth')
+    assert list(exported) == ['model'] and list(exported['model']) == list(encoder)
+    assert torch.equal(exported['model']['blocks.0.norm1.weight'], torch.ones(4))
+    # an exported encoder has no prefix: exporting it again keeps it as it is
+    assert list(export_encoder(tmp_path / 'enc.pth', tmp_path / 'enc2.pth')) == list(encoder)
+    with pytest.raises(CheckpointError, match="no key of .*enc.pth starts with 'backbone.'"):
+        export_encoder(tmp_path / 'enc.pth', tmp_path / 'enc3.pth', prefix='backbone.')
 
 
 class _GetattrPayload:
