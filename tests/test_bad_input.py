@@ -27,7 +27,7 @@ from mixedconv.data import CorruptImageError, check_dataset_paths, make_ade20k
 from mixedconv.models.backbones import ConvViT
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONVMAE = 'configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py'
+CONVMAE = 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py'
 MASK_RCNN = 'configs/convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py'
 UPERNET = 'configs/mixedae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py'
 

@@ -20,7 +20,7 @@ from mixedconv.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'convmae',
-                  'convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py')
+                  'convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py')
 TINY = dict(embed_dims=(16, 32, 64), depths=(1, 2, 2), num_heads=2, mlp_ratios=(2, 2, 2))
 TINY_DECODER = dict(type='ReconstructionDecoder', embed_dim=32, depth=1, num_heads=2)
 

@@ -15,7 +15,7 @@ from mixedconv.registry import MODELS
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'convmae')
 FINETUNE_CFG = osp.join(CONFIG_DIR, 'convmae_convvit-base-p16_8xb128-coslr-100e_in1k.py')
-LINEAR_CFG = osp.join(CONFIG_DIR, 'convmae_convvit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
+LINEAR_CFG = osp.join(CONFIG_DIR, 'convmae_convvit-base-p16_8xb512-linear-coslr-90e_in1k.py')
 TINY = dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2))
 
 

@@ -17,7 +17,7 @@ from mixedconv.data import make_coco, make_image_folder
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
-    'convmae': 'configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
+    'convmae': 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
     'mixedae': 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
     'mask-rcnn': 'configs/convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
 }

@@ -66,7 +66,7 @@ def test_amp_flag_switches_the_optim_wrapper():
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     bf16 = Config.fromfile(os.path.join(
-        ROOT, 'configs', 'convmae', 'convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py'))
+        ROOT, 'configs', 'convmae', 'convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py'))
     assert enable_amp(bf16).optim_wrapper.dtype == 'bfloat16'  # left as the recipe set it
     cfg.optim_wrapper.type = 'ApexOptimWrapper'
     with pytest.raises(ValueError, match='cannot replace optim_wrapper type ApexOptimWrapper'):

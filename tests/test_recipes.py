@@ -1,4 +1,5 @@
-"""Every transfer config resolves to the official values recorded in docs/recipes.md."""
+"""Every config with a section in docs/recipes.md (transfer, linear probe, pretraining) resolves
+to the official values recorded there."""
 import ast
 import os.path as osp
 import re
@@ -14,14 +15,12 @@ _ABSENT = object()
 
 
 def recipe_rows():
-    """{config path: [(setting, key, official)]} of the transfer sections."""
+    """{config path: [(setting, key, official)]} of every section."""
     sections, current = {}, None
     for line in open(TABLE).read().splitlines():
         match = re.match(r'^## (\S+\.py)', line)
         if match:
-            name = match.group(1)
-            current = sections.setdefault(name, []) if ('mask-rcnn' in name or
-                                                         'upernet' in name) else None
+            current = sections.setdefault(match.group(1), [])
             continue
         if current is None or not line.startswith('| ') or line.startswith('| setting'):
             continue
@@ -55,13 +54,39 @@ def plain(value):
 
 
 ROWS = recipe_rows()
+TRANSFER = [
+    'convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
+    'convmae/mask-rcnn_convvit-base-p16_sfp_8xb2-amp-lsj-1024-25e_coco.py',
+    'mixedae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
+    'mae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
+    'convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+    'mixedae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+    'mae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+]
+OTHER = [
+    'convmae/convmae_convvit-base-p16_8xb512-linear-coslr-90e_in1k.py',
+    'convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
+]
+
+
+def is_transfer(name):
+    return 'mask-rcnn' in name or 'upernet' in name
 
 
 def test_table_covers_every_transfer_config():
-    assert len(ROWS) == 7
+    assert sorted(ROWS) == sorted(TRANSFER + OTHER)
     for name, rows in ROWS.items():
         assert osp.isfile(osp.join(ROOT, 'configs', name)), name
-        assert len(rows) > 40, name
+        assert len(rows) > (40 if is_transfer(name) else 10), name
+
+
+def test_config_names_state_the_official_batch():
+    """The GPUs x per-GPU batch in a config name is the total batch of its table."""
+    for name in ROWS:
+        cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
+        gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)', name).groups())
+        assert cfg.train_dataloader.batch_size == per_gpu, name
+        assert cfg.auto_scale_lr.base_batch_size == gpus * per_gpu, name
 
 
 @pytest.mark.parametrize('name', sorted(ROWS))

@@ -25,7 +25,7 @@ from mixedconv.fileio import AtomicLocalBackend, atomic_write
 from mixedconv.registry import HOOKS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONVMAE = 'configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py'
+CONVMAE = 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py'
 MIXEDAE = 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py'
 MASK_RCNN = 'configs/mixedae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py'
 

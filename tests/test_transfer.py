@@ -14,7 +14,7 @@ from mixedconv.engine.layer_decay import NO_DECAY_NAMES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = {
-    'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
+    'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
     'PlainViT': 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
 }
 DETECTION = {

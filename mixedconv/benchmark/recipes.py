@@ -26,14 +26,14 @@ TASK_CONFIGS = {
         'PlainViT': 'configs/mixedae/mixedae_vit-base-p16_8xb128-coslr-100e_in1k.py',
     },
     'in1k-linear': {
-        'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+        'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb512-linear-coslr-90e_in1k.py',
     },
 }
 assert set(TASK_CONFIGS) == set(TASKS)
 
 # method -> pretraining config
 PRETRAIN_CONFIGS = {
-    'convmae': 'configs/convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
+    'convmae': 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
     'mixedae': 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
     'mae': 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py',
 }

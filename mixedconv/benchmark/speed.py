@@ -51,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
 PRETRAIN_CONFIGS = {
     'mae': 'mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py',
-    'convmae': 'convmae/convmae_convvit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
+    'convmae': 'convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
     'mixedae': 'mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
 }
 DETECTION_CONFIGS = {

@@ -1,0 +1,81 @@
+# Linear probing of ConvMAE-B on ImageNet-1K. Reproduces Alpha-VL/ConvMAE FINETUNE.md (linear
+# probing, single-node command: 8 GPUs x 512 = batch 4096), main_linprobe.py and util/lars.py;
+# every value with its source is in docs/recipes.md. Reported top-1: 70.9 (Gao et al. 2022,
+# table 1).
+# - frozen encoder, mean-pooled stage-3 tokens, BatchNorm without affine, linear head;
+# - LARS (MoCo v3: momentum 0.9, trust coefficient 0.001, no trust ratio and no weight decay
+#   for parameters of at most one dimension, i.e. the head bias here), lr = blr 0.1 x 4096 /
+#   256 = 1.6, wd 0, 10 warmup epochs then cosine to 0, 90 epochs;
+# - bicubic RandomResizedCrop(224) + flip; test: bicubic resize of the short side to 256,
+#   centre crop 224.
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/convmae_convvit-base-p16_1600e_in1k.pth'
+
+# torchvision interpolation=3 (PIL bicubic) in both pipelines of main_linprobe.py
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(batch_size=512, drop_last=True, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(drop_last=False, dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(drop_last=False, dataset=dict(pipeline=test_pipeline))
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='ConvViT',
+        arch='b',
+        img_size=224,
+        out_type='avg_featmap',
+        frozen_stages=2,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(type='ClsBatchNormNeck', input_features=768),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='CrossEntropyLoss'),
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(type='LARS', lr=0.1 * 4096 / 256, weight_decay=0.0, momentum=0.9),
+    # the official LARS skips parameters with ndim <= 1 (no trust ratio, no weight decay); the
+    # trainable parameters are the head's fc weight and bias (the BatchNorm has no affine
+    # parameters), so the 1-D ones are exactly the names containing 'bias'
+    paramwise_cfg=dict(custom_keys=dict(bias=dict(lars_exclude=True, decay_mult=0.0))))
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=80, by_epoch=True, begin=10, end=90, eta_min=0.0,
+         convert_to_iter_based=True),
+]
+
+train_cfg = dict(by_epoch=True, max_epochs=90)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    logger=dict(type='LoggerHook', interval=10))
+randomness = dict(seed=0, diff_rank_seed=True)
+
+# stop at the first NaN / inf loss; save RNG states in checkpoints so that --resume is exact
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RNGStateHook')]
+# the recipe's lr is for a total batch of 4096; other totals rescale it linearly
+auto_scale_lr = dict(enable=True, base_batch_size=4096)
