@@ -112,7 +112,7 @@ def test_describe_released_checkpoints(tmp_path):
         describe_checkpoint(str(vit))
     assert describe_checkpoint(str(vit), method='MAE').arch == 'small'
     assert describe_checkpoint(str(vit), 'MAE', arch='PlainViT:s').arch == 'small'
-    with pytest.raises(CheckpointError, match=r"arch PlainViT:large has sizes \{'embed_dim': "
+    with pytest.raises(CheckpointError, match=r"arch PlainViT:large, with sizes \{'embed_dim': "
                        r"1024, 'depth': 24\}, but the checkpoint's tensors have \{'embed_dim': "
                        r"384, 'depth': 12\}"):
         describe_checkpoint(str(vit), 'MAE', arch='PlainViT:large')
@@ -323,3 +323,21 @@ def test_summaries_a_killed_run_left_running_become_interrupted(tmp_path):
         record = read_summary(path)
     assert record.status == 'interrupted' and 'stopped before the task finished' in \
         record.error
+
+
+def test_describe_official_save_model_checkpoint(tmp_path):
+    """The official ConvMAE/MAE save_model layout: the args namespace names model and
+    epochs; an args model that contradicts the tensors is an error."""
+    import argparse
+    state_dict = ConvViT(arch='s').state_dict()
+    path = tmp_path / 'checkpoint-1599.pth'
+    torch.save({'model': state_dict, 'optimizer': {}, 'epoch': 1599, 'scaler': {},
+                'args': argparse.Namespace(model='convmae_convvit_small_patch16', epochs=1600,
+                                           batch_size=64)}, path)
+    info = describe_checkpoint(str(path))
+    assert (info.family, info.arch, info.method, info.pretrain_epochs, info.backbone_label) == \
+        ('ConvViT', 's', 'ConvMAE', 1600, 'ConvViT-S')
+    torch.save({'model': state_dict,
+                'args': argparse.Namespace(model='convmae_convvit_base_patch16')}, path)
+    with pytest.raises(CheckpointError, match='save_model args\\) names arch ConvViT:b'):
+        describe_checkpoint(str(path))

@@ -93,7 +93,8 @@ def describe_checkpoint(path, method=None, arch=None):
         info = CheckpointInfo(path, found_family, arch_name, stored and stored.method,
                               stored and stored.pretrain_epochs)
     elif stored is not None and stored.arch is not None:
-        _check_sizes(path, found_family, stored.arch, sizes, 'its stored config\'s')
+        _check_sizes(path, found_family, stored.arch, sizes,
+                     'its stored config (or save_model args) names')
         info = stored
     else:
         info = CheckpointInfo(path, found_family,
@@ -200,7 +201,7 @@ def _check_sizes(path, family, arch, sizes, said_by):
                for k, v in sizes.items()}
     if claimed != sizes:
         name = f'{family}:{arch}' if isinstance(arch, str) else f'{family} {arch}'
-        raise CheckpointError(f'{path}: {said_by} arch {name} has sizes {claimed}, but the '
+        raise CheckpointError(f'{path}: {said_by} arch {name}, with sizes {claimed}, but the '
                               f'checkpoint\'s tensors have {sizes}; give the arch the '
                               'checkpoint was trained with')
 
