@@ -8,7 +8,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'analysis' / 'speed.py'
-ROWS = ['mae', 'convmae_skip', 'convmae_dense', 'mixedae', 'convvit_det', 'plainvit_det']
+TRAIN_ROWS = ['convvit_fpn_train', 'convvit_sfp_train', 'plainvit_sfp_train',
+              'convvit_seg_train', 'plainvit_seg_train']
+ROWS = ['mae', 'convmae_skip', 'convmae_dense', 'mixedae', 'convvit_det',
+        'plainvit_det'] + TRAIN_ROWS
 PRETRAIN_ROWS = ROWS[:4]
 
 
@@ -20,7 +23,8 @@ def run_tool(*args):
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('speed')
-    proc = run_tool('--arch', 'tiny', '--img-size', '64', '--det-size', '64', '--batch', '8',
+    proc = run_tool('--arch', 'tiny', '--img-size', '64', '--det-size', '64', '--seg-size', '96',
+                    '--batch', '8',
                     '--repeats', '2', '--warmup', '0', '--device', 'cpu', '--out', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, out
@@ -61,6 +65,22 @@ def test_json_has_every_row_with_consistent_numbers(tiny_run):
     # the dense path computes every masked position: more FLOPs and a larger live map
     assert by_key['convmae_dense']['flops'] > by_key['convmae_skip']['flops']
     assert by_key['convmae_dense']['peak_mb'] > 0
+    # training steps of the transfer backbones: one image at the detection or segmentation side
+    for key in TRAIN_ROWS:
+        row = by_key[key]
+        assert row['kind'] == 'train' and row['images'] == 1, key
+        assert row['img_size'] == (96 if 'seg' in key else 64), key
+        assert set(row['peaks_mb']) == {'1'} and row['time_vs_mae'] is None, key
+        assert row['grad_mb'] > 0, key
+    # forward + backward of the inference rows' backbones: about three forwards
+    for train, inference in (('convvit_sfp_train', 'convvit_det'),
+                             ('plainvit_sfp_train', 'plainvit_det')):
+        assert by_key[train]['config'] == by_key[inference]['config']
+        assert 2.5 < by_key[train]['flops'] / by_key[inference]['flops'] < 3.5
+    assert by_key['convvit_fpn_train']['config'].endswith(
+        'mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py')
+    assert 'upernet' in by_key['convvit_seg_train']['config']
+    assert 'upernet' in by_key['plainvit_seg_train']['config']
     targets = {t['target'] for t in result['targets']}
     matmul_targets = {t for t in targets if 'matmul rate' in t}
     assert matmul_targets == {f"{by_key[k]['label']}: >= 80% of the matmul rate"
@@ -83,7 +103,10 @@ def test_markdown_table_is_printed_and_written(tiny_run):
     body = lines[start:start + len(ROWS)]
     assert [row.split('|')[1].strip() for row in body] == [
         'MAE ViT-T (mmpretrain)', 'ConvMAE ConvViT-T, skip masked', 'ConvMAE ConvViT-T, dense',
-        'MixedAE ViT-T', 'ConvViT-T backbone, detection', 'PlainViT-T backbone, detection']
+        'MixedAE ViT-T', 'ConvViT-T backbone, detection', 'PlainViT-T backbone, detection',
+        'ConvViT-T backbone, FPN detection, train step',
+        'ConvViT-T backbone, SFP detection, train step', 'PlainViT-T backbone, ViTDet, train step',
+        'ConvViT-T backbone, UperNet, train step', 'PlainViT-T backbone, UperNet, train step']
     assert all(len(row.strip('|').split('|')) == len(columns) for row in body)
     assert body[0].split('|')[columns.index('x MAE (time)') + 1].strip() == '1.00'
     assert 'The targets are set for the Base sizes' in md
@@ -92,6 +115,7 @@ def test_markdown_table_is_printed_and_written(tiny_run):
 @pytest.mark.parametrize('args, message', [
     (('--img-size', '100'), 'img_size must be a multiple of 16'),
     (('--batch', '6'), 'batch must be a multiple of 4'),
+    (('--seg-size', '500'), 'seg_size must be a multiple of 16'),
 ])
 def test_bad_sizes_are_rejected_with_the_fix(tmp_path, args, message):
     proc = run_tool('--arch', 'tiny', '--device', 'cpu', '--out', str(tmp_path), *args)

@@ -1,11 +1,16 @@
-"""Speed and memory of the pretraining steps and the detection backbones.
+"""Speed and memory of the pretraining steps and of the transfer backbones.
 
 Every model is built from the real recipes under ``configs/`` (``--arch tiny`` shrinks only
 the sizes, through :func:`mixedconv.benchmark.tiny.shrink_pretrain` and
 :data:`~mixedconv.benchmark.tiny.ARCHS`) and measured in one process on one batch of images:
 
 * **time**: median (and minimum) wall time of a pretraining step (forward + backward +
-  AdamW step) or of a backbone forward (inference, ``torch.no_grad``), warm-up excluded.
+  AdamW step), of a backbone forward (inference, ``torch.no_grad``) or of a backbone training
+  step (train mode, drop path on, forward + backward of the sum of the means of its
+  outputs; no optimizer step), warm-up excluded. The training-step rows cover every dense
+  transfer recipe: the detection backbones at ``det_size`` (ConvViT as in the FPN and the
+  simple-feature-pyramid recipes, PlainViT as in ViTDet) and the UperNet backbones at
+  ``seg_size``; each runs one image.
   The repeats of all rows and of the matmul ceiling are interleaved (row order rotated
   every round), so load from other processes on a shared machine spreads over all rows
   alike and the ratios of one run stay comparable; on a shared machine the minimum is the
@@ -22,15 +27,17 @@ the sizes, through :func:`mixedconv.benchmark.tiny.shrink_pretrain` and
   optimizer state, gradients freed), i.e. activations, gradients and temporaries, measured at
   the benchmark batch and at twice that batch. The per-image figure is the slope between the
   two, (peak(2B) - peak(B)) / B: the memory each further image costs, free of the
-  batch-independent part (gradients, workspaces); the MAE ratio uses it. Inference rows
-  (batch 1) report their peak. CUDA: ``torch.cuda.max_memory_allocated`` after
+  batch-independent part (gradients, workspaces); the MAE ratio uses it. The backbone
+  rows (batch 1) report their peak. CUDA: ``torch.cuda.max_memory_allocated`` after
   ``reset_peak_memory_stats``. CPU: one child process measures every row in turn with glibc's
   ``MALLOC_MMAP_THRESHOLD_=65536`` (tensors of 64 KiB and more are mapped and unmapped, so
   resident memory follows the live tensors): after a warm-up step at the batch size it reads
   ``VmRSS``, resets the high-water mark (``5`` into ``/proc/self/clear_refs``), runs one step
   and reads ``VmHWM``.
 
-CUDA runs under bfloat16 autocast (the configs' AMP dtype); CPU runs in float32.
+CUDA runs under bfloat16 autocast (the configs' AMP dtype); CPU runs in float32. On CPU the
+backbones' SyncBN layers (segmentation /32 level and pyramid) are plain BatchNorm, as in the
+tiny runs.
 """
 import contextlib
 import gc
@@ -56,8 +63,15 @@ PRETRAIN_CONFIGS = {
 }
 DETECTION_CONFIGS = {
     'convvit': 'convmae/mask-rcnn_convvit-base-p16_sfp_8xb2-amp-lsj-1024-25e_coco.py',
+    'convvit_fpn': 'convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
     'plainvit': 'mixedae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
 }
+SEGMENTATION_CONFIGS = {
+    'convvit': 'convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+    'plainvit': 'mixedae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+}
+# the Settings attribute with the image side of each kind (a 'train' row names its own)
+SIDES = dict(pretrain='img_size', inference='det_size')
 BASELINE = 'mae'
 
 
@@ -68,15 +82,23 @@ class Workload:
     Attributes:
         key (str): row id (``mae``, ``convmae_skip``, ...).
         label (str): row name in the tables.
-        kind (str): ``'pretrain'`` (training step) or ``'inference'`` (backbone forward).
+        kind (str): ``'pretrain'`` (pretraining step), ``'inference'`` (backbone forward) or
+            ``'train'`` (backbone forward + backward).
         config (str): config path under ``configs/``.
         overrides (tuple): ``(name, value)`` pairs set on the model config (``skip_masked``).
+        side (str | None): the :class:`Settings` attribute with the image side; None: the
+            kind's (``SIDES``).
     """
     key: str
     label: str
     kind: str
     config: str
     overrides: tuple = ()
+    side: str = None
+
+    def image_side(self, settings):
+        """The image side this row runs at."""
+        return getattr(settings, self.side or SIDES[self.kind])
 
 
 def workloads(arch):
@@ -93,6 +115,16 @@ def workloads(arch):
                  DETECTION_CONFIGS['convvit']),
         Workload('plainvit_det', f'PlainViT-{s} backbone, detection', 'inference',
                  DETECTION_CONFIGS['plainvit']),
+        Workload('convvit_fpn_train', f'ConvViT-{s} backbone, FPN detection, train step',
+                 'train', DETECTION_CONFIGS['convvit_fpn'], side='det_size'),
+        Workload('convvit_sfp_train', f'ConvViT-{s} backbone, SFP detection, train step',
+                 'train', DETECTION_CONFIGS['convvit'], side='det_size'),
+        Workload('plainvit_sfp_train', f'PlainViT-{s} backbone, ViTDet, train step', 'train',
+                 DETECTION_CONFIGS['plainvit'], side='det_size'),
+        Workload('convvit_seg_train', f'ConvViT-{s} backbone, UperNet, train step', 'train',
+                 SEGMENTATION_CONFIGS['convvit'], side='seg_size'),
+        Workload('plainvit_seg_train', f'PlainViT-{s} backbone, UperNet, train step', 'train',
+                 SEGMENTATION_CONFIGS['plainvit'], side='seg_size'),
     ]
 
 
@@ -104,19 +136,23 @@ class Settings:
         arch (str): 'base' (the configs' sizes) or 'tiny' (``tiny.ARCHS`` sizes).
         batch (int): pretraining batch of source images.
         img_size (int): pretraining image side (a multiple of 16).
-        det_size (int): detection inference image side (batch 1).
+        det_size (int): image side of the detection backbone rows (batch 1; 1024 in the
+            recipes, 512 keeps a CPU run of the training steps to minutes).
+        seg_size (int): image side of the segmentation backbone rows (batch 1; 512 in the
+            recipes).
         device (str): 'cpu' or 'cuda'.
     """
     arch: str = 'base'
     batch: int = 8
     img_size: int = 224
     det_size: int = 1024
+    seg_size: int = 512
     device: str = 'cpu'
 
     def __post_init__(self):
         if self.arch not in ('base', 'tiny'):
             raise ValueError(f"arch must be 'base' or 'tiny', got {self.arch!r}")
-        for name in ('img_size', 'det_size'):
+        for name in ('img_size', 'det_size', 'seg_size'):
             if getattr(self, name) % 16:
                 raise ValueError(f'{name} must be a multiple of 16 (the patch size), got '
                                  f'{getattr(self, name)}')
@@ -146,7 +182,7 @@ def model_config(workload, settings):
     from mmengine.config import Config
 
     from .recipes import adapt_backbone
-    from .tiny import ARCHS, shrink_pretrain
+    from .tiny import ARCHS, shrink_pretrain, sync_bn_to_bn
     cfg = Config.fromfile(str(CONFIG_ROOT / workload.config))
     if workload.kind == 'pretrain':
         if settings.arch == 'tiny':
@@ -161,30 +197,30 @@ def model_config(workload, settings):
         return model
     backbone = cfg.model.backbone
     backbone.pop('init_cfg', None)
-    backbone.img_size = settings.det_size
+    backbone.img_size = workload.image_side(settings)
     if settings.arch == 'tiny':
         adapt_backbone(backbone, ARCHS[backbone.type])
+    if settings.device == 'cpu':
+        sync_bn_to_bn(backbone)
     return backbone
 
 
 def build(workload, settings):
-    """A row's model on the device (train mode for pretraining, eval for inference)."""
+    """A row's model on the device (eval mode for inference rows, train mode otherwise)."""
     import mmpretrain.models  # noqa: F401  (registers mmpretrain's MAE)
     from mmpretrain.registry import MODELS
 
     import mixedconv  # noqa: F401  (registers the toolkit's models)
     torch.manual_seed(0)
     model = MODELS.build(model_config(workload, settings)).to(settings.device)
-    return model.train(workload.kind == 'pretrain')
+    return model.train(workload.kind != 'inference')
 
 
 def make_inputs(workload, settings):
-    """Normalised random images: (batch, 3, img, img) or (1, 3, det, det)."""
+    """Normalised random images: (batch, 3, img, img) for pretraining, else (1, 3, side, side)."""
     g = torch.Generator().manual_seed(0)
-    if workload.kind == 'pretrain':
-        shape = (settings.batch, 3, settings.img_size, settings.img_size)
-    else:
-        shape = (1, 3, settings.det_size, settings.det_size)
+    side = workload.image_side(settings)
+    shape = (settings.batch if workload.kind == 'pretrain' else 1, 3, side, side)
     return torch.randn(shape, generator=g).to(settings.device)
 
 
@@ -195,6 +231,13 @@ def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
     cost one forward convolution (``w_shape`` already holds C_in / groups)."""
     forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed=transposed)
     return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def backbone_loss(outputs):
+    """A scalar that depends on every output element of a backbone: the sum of the means of
+    its output maps (its gradient reaches every output, as a detection or segmentation loss
+    does)."""
+    return sum(out.float().mean() for out in outputs)
 
 
 class Runner:
@@ -217,10 +260,16 @@ class Runner:
         return self.inputs.shape[0]
 
     def forward_backward(self):
-        """Forward (and backward for pretraining); returns nothing."""
-        if self.optimizer is None:
+        """Forward (and backward but for inference rows); returns nothing."""
+        if self.workload.kind == 'inference':
             with torch.no_grad(), self.settings.autocast():
                 self.model(self.inputs)
+            return
+        if self.workload.kind == 'train':
+            self.model.zero_grad(set_to_none=True)
+            with self.settings.autocast():
+                loss = backbone_loss(self.model(self.inputs))
+            loss.backward()
             return
         self.optimizer.zero_grad(set_to_none=True)
         with self.settings.autocast():
@@ -228,7 +277,8 @@ class Runner:
         sum(v for k, v in losses.items() if 'loss' in k).backward()
 
     def step(self):
-        """One timed unit: forward + backward + AdamW step, or one inference forward."""
+        """One timed unit: forward + backward (+ AdamW step for pretraining), or one inference
+        forward."""
         self.forward_backward()
         if self.optimizer is not None:
             self.optimizer.step()
@@ -244,12 +294,11 @@ class Runner:
     def release_grads(self):
         """Free the gradients, so that the memory held between steps is parameters, buffers
         and optimizer state only."""
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
 
     def grad_bytes(self):
         """Bytes of the gradients of one step (one per trainable parameter)."""
-        if self.optimizer is None:
+        if self.workload.kind == 'inference':
             return 0
         return sum(p.numel() * p.element_size() for p in self.model.parameters()
                    if p.requires_grad)
@@ -359,7 +408,8 @@ def cpu_step_peak(runner):
 
 
 def memory_batches(workload, settings):
-    """Batch sizes a row's peak is measured at: B and 2B for pretraining, 1 for inference."""
+    """Batch sizes a row's peak is measured at: B and 2B for pretraining, 1 for the backbone
+    rows."""
     return (settings.batch, 2 * settings.batch) if workload.kind == 'pretrain' else (1,)
 
 
@@ -484,7 +534,7 @@ def run_benchmark(settings, repeats=3, warmup=3, keys=None, log=print):
         rows.append(dict(
             key=w.key, label=w.label, kind=w.kind, config=w.config,
             overrides=dict(w.overrides), images=images,
-            img_size=settings.img_size if w.kind == 'pretrain' else settings.det_size,
+            img_size=w.image_side(settings),
             time_s=median, time_min_s=min(times[w.key]), times_s=times[w.key],
             ms_per_image=1e3 * median / images,
             flops=flops[w.key], achieved_flops_per_s=flops[w.key] / median,
@@ -569,9 +619,9 @@ def markdown(result):
     m, s, c = result['machine'], result['settings'], result['ceiling']
     lines = [
         f"Device: {m['description']} ({m['dtype']}, torch {m['torch']}); "
-        f"pretraining batch {s['batch']} at {s['img_size']} px, detection backbones batch 1 "
-        f"at {s['det_size']} px; arch {s['arch']}; median of {s['repeats']} interleaved "
-        f"repeats after {s['warmup']} warm-up.",
+        f"pretraining batch {s['batch']} at {s['img_size']} px, backbones batch 1, detection "
+        f"at {s['det_size']} px, segmentation at {s['seg_size']} px; arch {s['arch']}; median "
+        f"of {s['repeats']} interleaved repeats after {s['warmup']} warm-up.",
         f"Ceiling: {c['op']} at {c['flops_per_s'] / 1e9:.1f} GFLOP/s.",
         '',
         '| ' + ' | '.join(h for h, _, _ in COLUMNS) + ' |',

@@ -1,10 +1,15 @@
-"""Measure pretraining step time, memory and FLOP rate of MAE, ConvMAE and MixedAE, and the
-detection-size inference of the ConvViT and PlainViT backbones, in one run.
+"""Measure pretraining step time, memory and FLOP rate of MAE, ConvMAE and MixedAE, the
+detection-size inference of the ConvViT and PlainViT backbones, and one training step
+(forward + backward) of every transfer backbone (FPN, SFP / ViTDet and UperNet recipes), in
+one run.
 
 Examples::
 
     python tools/analysis/speed.py --out work_dirs/speed            # Base sizes, as the issue
     python tools/analysis/speed.py --arch tiny --repeats 2 --out /tmp/speed   # a quick check
+    # the transfer training steps only, the 1024 recipes at 512 (minutes on a small CPU)
+    python tools/analysis/speed.py --rows convvit_fpn_train convvit_sfp_train \
+        plainvit_sfp_train convvit_seg_train plainvit_seg_train --det-size 512 --out /tmp/s
 
 Writes ``speed.json`` and ``speed.md`` into ``--out`` and prints the table. Methods (timing,
 FLOP counting, matmul ceiling, peak memory) are described in ``mixedconv/benchmark/speed.py``.
@@ -22,7 +27,10 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=8, help='pretraining batch (multiple of 4)')
     parser.add_argument('--img-size', type=int, default=224, help='pretraining image side')
     parser.add_argument('--det-size', type=int, default=1024,
-                        help='image side of the detection backbone inference (batch 1)')
+                        help='image side of the detection backbone rows, inference and '
+                             'training step (batch 1; 512 shortens a CPU run)')
+    parser.add_argument('--seg-size', type=int, default=512,
+                        help='image side of the UperNet backbone training-step rows (batch 1)')
     parser.add_argument('--repeats', type=int, default=3, help='timed rounds (median)')
     parser.add_argument('--warmup', type=int, default=3,
                         help='untimed rounds first (the dense ConvMAE step settles after 3)')
@@ -40,7 +48,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         settings = Settings(arch=args.arch, batch=args.batch, img_size=args.img_size,
-                            det_size=args.det_size, device=resolve_device(args.device))
+                            det_size=args.det_size, seg_size=args.seg_size,
+                            device=resolve_device(args.device))
         result = run_benchmark(settings, repeats=args.repeats, warmup=args.warmup,
                                keys=args.rows)
     except ValueError as err:
