@@ -105,16 +105,23 @@ def test_layer_decay_inside_mm_runners(config, data, tmp_path):
     no_decay_names = cfg.optim_wrapper.paramwise_cfg.get('no_decay_names', NO_DECAY_NAMES)
     base_lr = cfg.optim_wrapper.optimizer.lr
     backbone = runner.model.backbone
+    overrides = cfg.optim_wrapper.paramwise_cfg.get('overrides', {})
+    detectron2_rule = cfg.optim_wrapper.paramwise_cfg.get('decay_rule') == 'detectron2'
     seen = set()
     for group in optim_wrapper.optimizer.param_groups:
         for name in group['param_names']:
-            if name.startswith('backbone.'):
+            override = next((v for k, v in overrides.items() if k in name), {})
+            if 'lr_scale' in override:
+                expected = override['lr_scale']
+            elif name.startswith('backbone.'):
                 layer_id, num_layers = backbone.get_layer_depth(name[len('backbone.'):])
                 expected = rate ** (num_layers - 1 - layer_id)
                 seen.add(layer_id)
             else:
                 expected = 1.0
             assert group['lr'] == pytest.approx(base_lr * expected), name
+            if detectron2_rule:
+                continue  # its weight-decay groups: tests/test_layer_decay.py
             no_decay = ('norm' in name or name.endswith('.bias') or 'gamma' in name or
                         any(key in name for key in no_decay_names))
             if no_decay:
