@@ -73,30 +73,7 @@ def test_final_norm_off_returns_the_raw_block_output(cls):
 
 
 # our names -> the official checkpoint's (the inverse of the loader's renames), per layout
-def _seg_names(key):
-    key = re.sub(r'\.attn\.rel_pos\.relative_position_bias_table$',
-                 '.attn.relative_position_bias_table', key)
-    key = re.sub(r'\.ls([12])\.gamma$', r'.gamma_\1', key)
-    return key.replace('level4_conv.conv.', 'fpn.0.').replace('level4_conv.bn.', 'fpn.1.')
-
-
-def _vitdet_names(key):
-    return key.replace('.attn.rel_pos.rel_pos_', '.attn.rel_pos_')
-
-
-def _mmseg_mae_names(key):
-    for ours, theirs in ((r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
-                         (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
-                         (r'^blocks\.(\d+)\.ls([12])\.gamma$', r'layers.\1.gamma_\2'),
-                         (r'^blocks\.(\d+)\.attn\.rel_pos\.', r'layers.\1.attn.'),
-                         (r'^blocks\.(\d+)\.attn\.', r'layers.\1.attn.'),
-                         (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
-                         (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
-                         (r'^patch_embed\.proj\.', 'patch_embed.projection.')):
-        key, count = re.subn(ours, theirs, key)
-        if count:
-            break
-    return key
+from layouts import _mmseg_mae_names, _seg_names, _vitdet_names  # noqa: E402
 
 
 LAYOUTS = {
