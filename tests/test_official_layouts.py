@@ -1,6 +1,5 @@
 """Relative position forms, dense-output options, and the official fine-tuned checkpoint
 layouts (detectron2 ``model_final.pth``, mmseg ``state_dict``) loading into our backbones."""
-import re
 
 import pytest
 import torch
