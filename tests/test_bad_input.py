@@ -166,3 +166,52 @@ def test_plain_mmcv_loader_does_not_name_an_empty_file(folder_with_corrupt_image
     with pytest.raises(Exception) as err:
         LoadImageFromFile()(dict(img_path=str(bad)))
     assert str(bad) not in str(err.value)
+
+
+def _config_files():
+    configs = osp.join(ROOT, 'configs')
+    for folder, _, names in sorted(os.walk(configs)):
+        if osp.basename(folder) != '_base_':
+            yield from (osp.relpath(osp.join(folder, n), ROOT) for n in sorted(names))
+
+
+def _image_pipelines(cfg):
+    from mixedconv.data.layout import _base_datasets
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(split):
+            for key, dataset in _base_datasets(cfg[split].dataset, split):
+                yield key, dataset.pipeline
+
+
+@pytest.mark.parametrize('path', list(_config_files()))
+def test_every_recipe_loads_images_through_the_checked_loader(path):
+    pipelines = list(_image_pipelines(Config.fromfile(osp.join(ROOT, path))))
+    assert pipelines
+    for key, pipeline in pipelines:
+        assert pipeline[0]['type'] == 'CheckedLoadImageFromFile', (key, pipeline[0])
+
+
+@pytest.mark.parametrize('recipe,make,scope', [
+    (MASK_RCNN, 'make_coco', 'mmdet'), (UPERNET, 'make_ade20k', 'mmseg')])
+def test_corrupt_image_in_a_transfer_dataset_is_named(tmp_path, recipe, make, scope):
+    """The recipe's own train and val datasets (mmdet RepeatDataset of CocoDataset, mmseg
+    ADE20KDataset) stop at a truncated image with its name and the fix."""
+    import importlib
+
+    from mmengine.registry import DATASETS, init_default_scope
+
+    from mixedconv import data
+    root = tmp_path / 'data'
+    getattr(data, make)(str(root), num_train=2, num_val=1)
+    cfg = shrink_transfer(Config.fromfile(osp.join(ROOT, recipe)), str(root))
+    importlib.import_module(f'{scope}.datasets')
+    init_default_scope(scope)
+    for split in ('train_dataloader', 'val_dataloader'):
+        dataset = DATASETS.build(cfg[split].dataset)
+        image = dataset[0]['data_samples'].img_path
+        with open(image, 'r+b') as f:
+            f.truncate(20)  # a download cut short
+        with pytest.raises(CorruptImageError) as err:
+            dataset[0]
+        assert f'cannot decode image {image}' in str(err.value)
+        assert 'skip_corrupt=True' in str(err.value)

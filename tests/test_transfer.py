@@ -130,3 +130,55 @@ def test_layer_decay_inside_mm_runners(config, data, tmp_path):
                 # the official constructors decay 2-D position tables (no_decay_names=())
                 assert group['weight_decay'] == cfg.optim_wrapper.optimizer.weight_decay, name
     assert 0 in seen and len(seen) >= 3
+
+
+
+def _recipe_roi_extractor(config, which):
+    import mixedconv.models.roi_extractor  # noqa: F401  (the recipes' custom_imports)
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    roi_head = Config.fromfile(osp.join(ROOT, config)).model.roi_head
+    return MODELS.build(roi_head[f'{which}_roi_extractor'])
+
+
+def _features_and_rois(channels=256, seed=0):
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    feats = tuple(torch.randn(2, channels, 256 // s, 256 // s, generator=gen)
+                  for s in (4, 8, 16, 32))
+    xy = torch.rand(16, 2, generator=gen) * 700 + 1
+    wh = torch.rand(16, 2, generator=gen) * 300 + 8
+    batch = torch.arange(16).remainder(2).float()[:, None]
+    return feats, torch.cat([batch, xy, xy + wh], dim=1)  # boxes of a 1024 px image
+
+
+@pytest.mark.parametrize('which', ['bbox', 'mask'])
+def test_recipe_roi_pooling_is_float32_under_bf16_autocast(which):
+    """mmdet's SingleRoIExtractor under bf16 autocast fails in mmcv's RoIAlign (no bfloat16
+    kernel); the recipes' extractor pools float32 features with float32 boxes and returns
+    the features' dtype, equal to the float32 result up to the bfloat16 rounding of its
+    output, whatever the bfloat16 rounding of the boxes would have cost."""
+    import torch
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    config = next(iter(DETECTION))
+    ours = _recipe_roi_extractor(config, which)
+    assert type(ours).__name__ == 'Float32SingleRoIExtractor'
+    feats, rois = _features_and_rois()
+    reference = ours(feats, rois)
+
+    plain = SingleRoIExtractor(**{k: Config.fromfile(osp.join(ROOT, config)).model.roi_head[
+        f'{which}_roi_extractor'][k] for k in ('roi_layer', 'out_channels', 'featmap_strides')})
+    torch.testing.assert_close(plain(feats, rois), reference, rtol=0, atol=0)  # same in fp32
+    low = tuple(f.bfloat16() for f in feats)
+    with pytest.raises(RuntimeError, match='BFloat16'):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            plain(low, rois)
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        pooled = ours(low, rois)
+    assert pooled.dtype == torch.bfloat16
+    exact = ours(tuple(f.float() for f in low), rois)  # the same bf16 inputs, in float32
+    torch.testing.assert_close(pooled.float(), exact, rtol=2 ** -8, atol=1e-6)
+    boxes_rounded = ours(tuple(f.float() for f in low), rois.bfloat16().float())
+    assert (boxes_rounded - exact).abs().max() > 10 * (pooled.float() - exact).abs().max()

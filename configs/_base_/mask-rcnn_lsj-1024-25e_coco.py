@@ -6,6 +6,8 @@
 # - test: longest side 1024, padded to 1024x1024 (detectron2 LSJ test augmentation and the
 #   ViTDet square pad; the official FPN backbone needs exactly 1024x1024);
 # - RPN assigner without a low-IoU floor and RoI assigner without low-quality matches;
+# - RoI pooling in float32 with float32 boxes under AMP, as detectron2's ROIPooler (mmcv 2.1's
+#   RoIAlign has no bfloat16 kernel, and bfloat16 boxes are off by up to 2 px near 1024);
 # - warmup from 0.001x; AdamW eps 1e-8; evaluation every epoch.
 # Each recipe sets the backbone, the neck's in_channels, lr / wd / layer decay, schedule,
 # batch and auto_scale_lr.
@@ -13,7 +15,8 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::common/lsj-100e_coco-instance.py',
 ]
-custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
+custom_imports = dict(imports=['mixedconv', 'mixedconv.models.roi_extractor'],
+                      allow_failed_imports=False)
 
 image_size = (1024, 1024)
 model = dict(
@@ -21,12 +24,27 @@ model = dict(
         pad_size_divisor=1024,
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     rpn_head=dict(anchor_generator=dict(center_offset=0.0)),
+    roi_head=dict(
+        bbox_roi_extractor=dict(type='Float32SingleRoIExtractor'),
+        mask_roi_extractor=dict(type='Float32SingleRoIExtractor')),
     train_cfg=dict(
         rpn=dict(assigner=dict(min_pos_iou=0.0)),
         rcnn=dict(assigner=dict(match_low_quality=False))))
-train_dataloader = dict(dataset=dict(times=1))
+# mmdet's LSJ pipelines, restated to load images through CheckedLoadImageFromFile (a corrupt
+# image is named, with the fix, instead of failing inside the decoder)
+train_pipeline = [
+    dict(type='CheckedLoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
+         recompute_bbox=True, allow_negative_crop=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(dataset=dict(times=1, dataset=dict(pipeline=train_pipeline)))
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='CheckedLoadImageFromFile', backend_args=None),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',

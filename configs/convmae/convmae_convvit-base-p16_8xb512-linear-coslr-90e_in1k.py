@@ -3,8 +3,8 @@
 # every value with its source is in docs/recipes.md. Reported top-1: 70.9 (Gao et al. 2022,
 # table 1).
 # - frozen encoder, mean-pooled stage-3 tokens, BatchNorm without affine, linear head;
-# - LARS (MoCo v3: momentum 0.9, trust coefficient 0.001, no trust ratio and no weight decay
-#   for parameters of at most one dimension, i.e. the head bias here), lr = blr 0.1 x 4096 /
+# - LARS in MoCo v3's form (momentum 0.9, trust coefficient 0.001, the lr applied to the
+#   momentum buffer, no trust ratio and no weight decay for the head bias), lr = blr 0.1 x 4096 /
 #   256 = 1.6, wd 0, 10 warmup epochs then cosine to 0, 90 epochs;
 # - bicubic RandomResizedCrop(224) + flip; test: bicubic resize of the short side to 256,
 #   centre crop 224.
@@ -20,13 +20,13 @@ pretrained = 'checkpoints/convmae_convvit-base-p16_1600e_in1k.pth'
 
 # torchvision interpolation=3 (PIL bicubic) in both pipelines of main_linprobe.py
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
@@ -56,11 +56,11 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     dtype='bfloat16',
-    optimizer=dict(type='LARS', lr=0.1 * 4096 / 256, weight_decay=0.0, momentum=0.9),
-    # the official LARS skips parameters with ndim <= 1 (no trust ratio, no weight decay); the
-    # trainable parameters are the head's fc weight and bias (the BatchNorm has no affine
-    # parameters), so the 1-D ones are exactly the names containing 'bias'
-    paramwise_cfg=dict(custom_keys=dict(bias=dict(lars_exclude=True, decay_mult=0.0))))
+    # MoCo v3's LARS as main_linprobe.py uses it: the lr multiplies the momentum buffer, and
+    # parameters of at most one dimension (the head bias; the BatchNorm has no affine
+    # parameters) get neither weight decay nor the trust ratio
+    optimizer=dict(type='MoCoV3LARS', lr=0.1 * 4096 / 256, weight_decay=0.0, momentum=0.9,
+                   trust_coefficient=0.001))
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,

@@ -15,7 +15,8 @@
 #   norm of this model (nn.LayerNorm, SyncBatchNorm), and the one module type they add
 #   (LayerNorm2d, our counterpart of detectron2's LN, which detectron2 decays) is not in it;
 #   tests/test_layer_decay.py checks the groups. Cosine over the whole run, warmup 0.5%
-#   (461 iterations) from 0.001; batch 32, 25 epochs.
+#   (461 iterations) from 0.001; batch 32, 25 epochs;
+# - images padded to 1024x1024 with the raw pixel value 128 at train and test time.
 #
 # Pretrained encoder (official release, tools/export_encoder.py output or a ConvMAE
 # pretraining checkpoint): --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -46,7 +47,33 @@ model = dict(
                        norm_cfg=norm_cfg),
         mask_head=dict(norm_cfg=norm_cfg)))
 
-train_dataloader = dict(batch_size=4)
+# detectron2's FixedSizeCrop, the official LSJ crop at train and test time, pads bottom/right to
+# 1024x1024 with the raw pixel value 128 (not the mean pixel that padding after normalisation
+# gives), before the horizontal flip
+image_size = (1024, 1024)
+raw_pad = dict(type='Pad', size=image_size, pad_val=dict(img=(128, 128, 128), seg=255))
+train_pipeline = [
+    dict(type='CheckedLoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
+         recompute_bbox=True, allow_negative_crop=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+    raw_pad,
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile', backend_args=None),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    raw_pad,
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(batch_size=4, dataset=dict(dataset=dict(pipeline=train_pipeline)))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 optim_wrapper = dict(
     optimizer=dict(lr=8e-5),
     constructor='DefaultOptimWrapperConstructor',

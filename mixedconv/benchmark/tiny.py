@@ -139,6 +139,8 @@ def _shrink_detection(cfg, data_root):
                 step['scale'] = (SIZE, SIZE)
             if step['type'] == 'RandomCrop':
                 step['crop_size'] = (SIZE, SIZE)
+            if step['type'] == 'Pad' and step.get('size'):
+                step['size'] = (SIZE, SIZE)
     if cfg.train_dataloader.dataset.type == 'RepeatDataset':
         cfg.train_dataloader.dataset.times = 1
 
