@@ -20,8 +20,8 @@
 # architectures; the next setup on the same machine installs it in seconds. CPU ops take about
 # 8 minutes on 2 cores. The CUDA ops need nvcc: by default the CUDA compiler wheels of
 # requirements/cuda.txt are installed into the venv and, with the headers and libcudart of
-# torch's own CUDA wheels, make the toolkit "$venv/cuda" (docs/cuda.md; about 2 CPU-hours,
-# i.e. an hour on 2 idle cores, for one architecture).
+# torch's own CUDA wheels, make the toolkit "$venv/cuda" (docs/cuda.md; about 27 min on 2
+# cores for one architecture).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -180,7 +180,7 @@ if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
                    "is $torch_cuda; requirements/cuda.txt must pin the same release)"
         log "CUDA toolkit: $cuda_home (nvcc $rel), architectures $TORCH_CUDA_ARCH_LIST"
         build_env+=(FORCE_CUDA=1 "CUDA_HOME=$cuda_home" "PATH=$cuda_home/bin:$PATH")
-        what="CPU and CUDA ops ($cuda_tag; about 2 CPU-hours: 1 h on 2 idle cores)"
+        what="CPU and CUDA ops ($cuda_tag; about 27 min on 2 cores per architecture)"
     else
         # mmcv compiles CUDA ops whenever torch sees a GPU: hide it for a CPU-only build
         build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
