@@ -4,7 +4,8 @@ import importlib
 import pytest
 from mmengine.registry import DefaultScope
 
-from mixedconv.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS
+import mixedconv.models.roi_extractor  # noqa: F401  (imported by the Mask R-CNN recipes)
+from mixedconv.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS, TRANSFORMS
 
 LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils'}
 
@@ -17,9 +18,10 @@ def ours(registry):
 def test_components_registered():
     names = ours(MODELS)
     for expected in ('ConvViT', 'PlainViT', 'ConvMAE', 'MixedAE', 'ReconstructionDecoder',
-                     'SimpleFeaturePyramid', 'LayerNorm2d'):
+                     'SimpleFeaturePyramid', 'LayerNorm2d', 'Float32SingleRoIExtractor'):
         assert expected in names
     assert 'LayerDecayOptimWrapperConstructor' in ours(OPTIM_WRAPPER_CONSTRUCTORS)
+    assert 'MoCoV3LARS' in ours(OPTIMIZERS)
     assert {'FiniteLossHook', 'RNGStateHook'} <= set(ours(HOOKS))
     assert 'CheckedLoadImageFromFile' in ours(TRANSFORMS)
 
@@ -30,6 +32,7 @@ def test_no_name_clash_and_buildable(lib):
     registry_mod = importlib.import_module(f'{lib}.registry')
     for root, child in ((MODELS, registry_mod.MODELS),
                         (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS),
+                        (OPTIMIZERS, registry_mod.OPTIMIZERS),
                         (HOOKS, registry_mod.HOOKS), (TRANSFORMS, registry_mod.TRANSFORMS)):
         for name in ours(root):
             assert name not in child.module_dict, f'{name} clashes with {lib}'
