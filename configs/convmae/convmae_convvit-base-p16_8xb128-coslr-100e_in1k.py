@@ -6,6 +6,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/imagenet_bicubic_pipelines.py',
 ]
 
 custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
@@ -32,26 +33,9 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
 
-train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
-         magnitude_level=9, magnitude_std=0.5,
-         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=[103.53, 116.28, 123.675],
-         fill_std=[57.375, 57.12, 58.395]),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=128, dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(batch_size=128,
+                        dataset=dict(pipeline={{_base_.finetune_train_pipeline}}))
+val_dataloader = dict(batch_size=128, dataset=dict(pipeline={{_base_.bicubic_test_pipeline}}))
 test_dataloader = val_dataloader
 
 # layer-wise lr decay; norms, biases and position embeddings get no weight decay

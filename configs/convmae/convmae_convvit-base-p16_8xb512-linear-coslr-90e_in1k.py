@@ -12,28 +12,24 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/imagenet_bicubic_pipelines.py',
 ]
 
 custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/convmae_convvit-base-p16_1600e_in1k.pth'
 
-# torchvision interpolation=3 (PIL bicubic) in both pipelines of main_linprobe.py
+# torchvision interpolation=3 (PIL bicubic) in both pipelines of main_linprobe.py; its test
+# pipeline is the fine-tuning one
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
 train_dataloader = dict(batch_size=512, drop_last=True, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(drop_last=False, dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(drop_last=False, dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(drop_last=False, dataset=dict(pipeline={{_base_.bicubic_test_pipeline}}))
+test_dataloader = val_dataloader
 
 model = dict(
     type='ImageClassifier',
