@@ -1,9 +1,51 @@
-"""Multi-head self-attention through ``F.scaled_dot_product_attention``, with an optional
-relative position term (:mod:`.rel_pos`) passed to it as an additive mask."""
+"""Multi-head self-attention with an optional relative position term (:mod:`.rel_pos`)
+added to the logits as a mask, through ``F.scaled_dot_product_attention`` where it has a
+fused kernel for the inputs (:func:`attend`)."""
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .rel_pos import DecomposedRelPos
+
+
+def fused(q, mask):
+    """Whether :func:`attend` gives ``(q, mask)`` to SDPA: without a mask, with a boolean
+    one, or on CUDA. On other devices a floating-point mask sends SDPA to its unfused math
+    path, which also scans the mask for fully masked rows and copies the logits; forming the
+    logits explicitly, as detectron2's ``modeling/backbone/vit.py`` does, computes the same
+    values with fewer passes over the (N, N) tensor."""
+    return mask is None or q.is_cuda or not mask.is_floating_point()
+
+
+def weighted_values(logits, v, dropout_p=0.):
+    """``softmax(logits) @ v``: (B, heads, N, N) logits, (B, heads, N, C) values."""
+    weights = logits.softmax(dim=-1)
+    if dropout_p:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v
+
+
+def attend(q, k, v, mask=None, scale=None, dropout_p=0.):
+    """``softmax(q @ k^T * scale + mask) @ v`` on (B, heads, N, C/heads) inputs, through
+    ``F.scaled_dot_product_attention`` when :func:`fused`, else explicitly.
+
+    Args:
+        q, k, v (Tensor): (B, heads, N, C/heads).
+        mask (Tensor | None): additive float mask broadcastable to (B, heads, N, N), or a
+            boolean keep-mask.
+        scale (float | None): logit scale, default ``(C/heads) ** -0.5`` as SDPA.
+        dropout_p (float): dropout on the attention weights; pass 0 in eval mode.
+
+    Returns:
+        Tensor: (B, heads, N, C/heads).
+    """
+    if fused(q, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                              scale=scale)
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    logits = (q * scale) @ k.transpose(-2, -1)
+    logits += mask
+    return weighted_values(logits, v, dropout_p)
 
 
 class Attention(nn.Module):
@@ -62,7 +104,13 @@ class Attention(nn.Module):
     def forward(self, x, grid_hw=None):
         """x: (B, N, C) -> (B, N, C); ``grid_hw`` is the (H, W) of the patch tokens."""
         q, k, v = self.split_heads(x)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=self.position_bias(q, grid_hw),
-            dropout_p=self.attn_drop if self.training else 0.)
+        dropout_p = self.attn_drop if self.training else 0.
+        if isinstance(self.rel_pos, DecomposedRelPos) and not q.is_cuda:
+            if grid_hw is None:
+                raise ValueError('relative position terms need the token grid (grid_hw)')
+            # the explicit path of attend(), with ViTDet's terms added in place
+            logits = (q * self.scale) @ k.transpose(-2, -1)
+            out = weighted_values(self.rel_pos.add_to_(logits, grid_hw, q), v, dropout_p)
+        else:
+            out = attend(q, k, v, self.position_bias(q, grid_hw), self.scale, dropout_p)
         return self.merge_heads(out)

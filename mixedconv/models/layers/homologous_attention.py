@@ -7,9 +7,8 @@ weights trained with it load into a plain ViT, and with ``topk=None`` (or ``topk
 of patch keys) it computes plain attention.
 """
 import torch
-import torch.nn.functional as F
 
-from .attention import Attention
+from .attention import Attention, attend
 
 
 def topk_key_mask(logits, topk, num_extra_tokens):
@@ -67,8 +66,9 @@ class HomologousAttention(Attention):
     autocast, so bf16 rounding cannot change which keys are kept.
 
     The selection needs no gradient: the logits are computed once without autograd to choose
-    the keys, and the attention itself runs through ``F.scaled_dot_product_attention`` with
-    the kept-key mask (fused kernel and backward; no (T, T) softmax graph to store).
+    the keys, and the attention itself runs through :func:`~.attention.attend` with the
+    kept-key mask (a boolean mask: the fused SDPA kernel and backward, no (T, T) softmax graph
+    to store; with a relative position bias the mask is float, see :func:`attend`).
 
     Same constructor arguments and parameters as :class:`Attention`.
 
@@ -116,9 +116,8 @@ class HomologousAttention(Attention):
                     logits = logits + bias
                 keep, topk_index = topk_key_mask(logits, topk, num_extra_tokens)
             mask = keep if bias is None else bias.masked_fill(~keep, float('-inf'))
-            out = F.scaled_dot_product_attention(
-                q32, k32, v32, attn_mask=mask,
-                dropout_p=self.attn_drop if self.training else 0.)
+            out = attend(q32, k32, v32, mask, self.scale,
+                         dropout_p=self.attn_drop if self.training else 0.)
         if source_ids is not None:
             self.last_precision = homologous_precision(topk_index, source_ids)
         return self.merge_heads(out.to(v.dtype))

@@ -11,7 +11,7 @@ transfer recipes use:
   ``rel_pos_h`` (2H-1, C) and ``rel_pos_w`` (2W-1, C) per block; the logit of query
   (i, j) and key (k, l) gets ``q_ij . Rh[i-k] + q_ij . Rw[j-l]`` with the unscaled query.
 
-All forms return an additive mask for ``F.scaled_dot_product_attention``.
+All forms return an additive logit mask (see :func:`~.attention.attend`).
 """
 import torch
 import torch.nn as nn
@@ -131,16 +131,35 @@ class DecomposedRelPos(nn.Module):
             nn.init.trunc_normal_(self.rel_pos_h, std=.02)
             nn.init.trunc_normal_(self.rel_pos_w, std=.02)
 
-    def forward(self, grid_hw, q):
-        """q: (B, heads, H*W, C) unscaled queries -> additive mask (B, heads, H*W, H*W)."""
+    def terms(self, grid_hw, q):
+        """The two factors: (B, heads, H, W, H) height and (B, heads, H, W, W) width terms
+        of every query (unscaled q: (B, heads, H*W, C))."""
         h, w = grid_hw
-        b, heads, n, c = q.shape
+        b, heads, _, c = q.shape
+        r_q = q.reshape(b, heads, h, w, c)
         rh = rel_pos_for(self.rel_pos_h, h, h).to(q.dtype)
         rw = rel_pos_for(self.rel_pos_w, w, w).to(q.dtype)
-        r_q = q.reshape(b, heads, h, w, c)
-        rel_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, rh)
-        rel_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, rw)
+        # einsum returns permuted views; contiguous terms (H*W*max(H, W) values per head)
+        # keep the broadcast sums below in the logits' memory order
+        rel_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, rh).contiguous()
+        rel_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, rw).contiguous()
+        return rel_h, rel_w
+
+    def forward(self, grid_hw, q):
+        """q: (B, heads, H*W, C) unscaled queries -> additive mask (B, heads, H*W, H*W)."""
+        rel_h, rel_w = self.terms(grid_hw, q)
+        b, heads, n, _ = q.shape
         return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, n, n)
+
+    def add_to_(self, logits, grid_hw, q):
+        """Add the terms to ``logits`` (B, heads, H*W, H*W) in place, as detectron2's
+        ``add_decomposed_rel_pos`` adds them to its logits, without an (N, N) mask."""
+        rel_h, rel_w = self.terms(grid_hw, q)
+        h, w = grid_hw
+        view = logits.view(*logits.shape[:2], h, w, h, w)
+        view += rel_h[..., :, None]
+        view += rel_w[..., None, :]
+        return logits
 
 
 class SharedRef:
