@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checkpoint import (ENCODER_MARKERS, TRANSFER_TENSORS, WRAPPER_KEYS, CheckpointError,
+from .checkpoint import (TRANSFER_TENSORS, WRAPPER_KEYS, CheckpointError,
                          compare_state_dict, encoder_family, safe_load, select_encoder,
                          unwrap_state_dict)
+from .families import FAMILIES, parse_arch
 from .fileio import atomic_write
-
-FAMILIES = tuple(ENCODER_MARKERS)
 
 
 def describe_layout(checkpoint):
@@ -82,15 +81,10 @@ def _heads(state_dict, dim, block_prefix):
     return dim // 64 if dim % 64 == 0 and dim >= 64 else 1
 
 
-def _zoo_name(cls, arch):
-    """The arch_zoo name with exactly ``arch``'s sizes, or None."""
-    sizes = {k: v for k, v in arch.items() if k != 'num_heads'}
-    for name, spec in cls.arch_zoo.items():
-        spec = dict(spec)
-        spec.setdefault('mlp_ratio', 4.)
-        if all(spec.get(k) == v for k, v in sizes.items()):
-            return name
-    return None
+def _zoo_name(family, arch):
+    """The arch_zoo name with exactly ``arch``'s sizes (heads aside: the tensors show them
+    only through relative position tables), or None."""
+    return FAMILIES[family].zoo_name(arch, [k for k in arch if k != 'num_heads'])
 
 
 def _convvit_kwargs(sd):
@@ -102,7 +96,7 @@ def _convvit_kwargs(sd):
     mlp = tuple(int(r) if float(r).is_integer() else r for r in mlp)
     arch = dict(embed_dims=dims, depths=depths, num_heads=_heads(sd, dims[2], 'blocks3.'),
                 mlp_ratios=mlp)
-    kwargs = dict(arch=_zoo_name(_classes()['ConvViT'], arch) or arch)
+    kwargs = dict(arch=_zoo_name('ConvViT', arch) or arch)
     if 'pos_embed' in sd:
         side = _square_side(sd['pos_embed'].shape[1])
         if side is None:
@@ -135,8 +129,7 @@ def _plainvit_kwargs(sd):
     ratio = hidden / dim
     arch = dict(embed_dim=dim, depth=depth, num_heads=_heads(sd, dim, 'blocks.'),
                 mlp_ratio=int(ratio) if ratio.is_integer() else ratio)
-    cls = _classes()['PlainViT']
-    name = _zoo_name(cls, arch)
+    name = _zoo_name('PlainViT', arch)
     kwargs = dict(arch=name or arch, patch_size=proj.shape[-1], in_channels=proj.shape[1])
     with_cls = 'cls_token' in sd
     kwargs['with_cls_token'] = with_cls
@@ -167,25 +160,6 @@ def _classes():
     return {'ConvViT': ConvViT, 'PlainViT': PlainViT}
 
 
-def parse_family(text):
-    """``'ConvViT'``, ``'PlainViT'`` or ``'PlainViT:large'`` -> (family, arch name or None).
-
-    Raises:
-        ValueError: an unknown family or arch name.
-    """
-    family, _, arch = text.partition(':')
-    if family not in FAMILIES:
-        raise ValueError(f'unknown --arch {text!r}: use ConvViT or PlainViT, optionally with '
-                         'an arch name (PlainViT:large)')
-    if arch:
-        cls = _classes()[family]
-        arch = cls.arch_aliases.get(arch, arch)
-        if arch not in cls.arch_zoo:
-            raise ValueError(f'unknown {family} arch {arch!r}; valid: '
-                             f'{", ".join(cls.arch_zoo)}')
-    return family, arch or None
-
-
 def backbone_for(state_dict, arch=None, source='checkpoint'):
     """The backbone type and constructor arguments whose tensors the encoder ``state_dict``
     (prefix removed, any accepted names) has: arch sizes, image and patch size, class token,
@@ -203,7 +177,7 @@ def backbone_for(state_dict, arch=None, source='checkpoint'):
     Raises:
         CheckpointError: the tensors are neither encoder, or contradict ``arch``.
     """
-    family, name = parse_family(arch) if arch else (None, None)
+    family, name = parse_arch(arch) if arch else (None, None)
     probe = state_dict
     found = encoder_family(state_dict)
     if found is None:
@@ -222,8 +196,7 @@ def backbone_for(state_dict, arch=None, source='checkpoint'):
         raise CheckpointError(f'{source}: a {found} encoder without {err}; the file is '
                               'incomplete') from None
     if name:
-        cls = _classes()[found]
-        zoo = dict(cls.arch_zoo[name])
+        zoo = FAMILIES[found].settings(name)
         inferred = kwargs['arch']
         if inferred != name:
             raise CheckpointError(f'{source}: --arch {found}:{name} has sizes {zoo}, but the '

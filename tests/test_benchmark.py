@@ -169,14 +169,14 @@ def test_real_recipe_configs_follow_the_checkpoint(task, family, arch, tmp_path)
     from mmengine.registry import DefaultScope
 
     from mixedconv.benchmark import CheckpointInfo, build_task_config
-    from mixedconv.benchmark.recipes import (DATA_DIRS, TASK_DATA, backbone_channels,
-                                             base_dataset, depth_of)
+    from mixedconv.benchmark.recipes import DATA_DIRS, TASK_DATA, backbone_channels, base_dataset
+    from mixedconv.families import FAMILIES
     info = CheckpointInfo(str(tmp_path / 'enc.pth'), family, arch, 'MAE')
     cfg = build_task_config(info, task, data_root=str(tmp_path / 'data'))
     backbone = cfg.model.backbone
     assert backbone.arch == arch
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=info.path)
-    depth = depth_of(family, arch)
+    depth = FAMILIES[family].depth(arch)
     for key in ('global_blocks', 'out_indices'):
         if backbone.get(key) and family == 'PlainViT' or key == 'global_blocks':
             assert all(0 <= i < depth for i in backbone.get(key) or ()), (key, backbone[key])

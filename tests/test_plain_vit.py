@@ -64,7 +64,7 @@ def test_bad_input_size_and_arch():
     vit = PlainViT(arch=TINY, img_size=32)
     with pytest.raises(ValueError, match='not a multiple of the patch size 16'):
         vit(torch.randn(1, 3, 40, 32))
-    with pytest.raises(ValueError, match='unknown arch'):
+    with pytest.raises(ValueError, match='unknown PlainViT arch'):
         PlainViT(arch='gigantic')
     with pytest.raises(ValueError, match='exactly 4'):
         PlainViT(arch=TINY, out_indices=(1,), rescale_to_pyramid=True)

@@ -16,11 +16,9 @@ from ..checkpoint import (BACKBONE_PREFIXES, CheckpointError, safe_load, strip_p
                           unwrap_state_dict)
 from ..config_data import ConfigTextError, parse_config_text
 from ..leaderboard.collect import infer_method
-from .recipes import FAMILIES
-from .tiny import ARCHS as TINY_ARCHS
+from ..families import FAMILIES, parse_arch, plain_arch_of_mmpretrain
 
 METHODS = {'ConvMAE': 'ConvMAE', 'MixedAE': 'MixedAE', 'MAE': 'MAE'}  # model.type -> label
-FAMILY_LABEL = {'ConvViT': 'ConvViT', 'PlainViT': 'ViT'}
 
 
 @dataclass
@@ -35,32 +33,7 @@ class CheckpointInfo:
     @property
     def backbone_label(self):
         """'ConvViT-B', 'ViT-L', 'ViT-tiny' (the embedded preset) or 'ViT-custom'."""
-        if isinstance(self.arch, str):
-            size = self.arch[0].upper()
-        elif self.arch == TINY_ARCHS[self.family]:
-            size = 'tiny'
-        else:
-            size = 'custom'
-        return f'{FAMILY_LABEL[self.family]}-{size}'
-
-
-def _canonical_arch(family, name):
-    """The arch_zoo key of ``name`` in ``family`` (short and long names, as mmpretrain)."""
-    backbone = FAMILIES[family]
-    name = backbone.arch_aliases.get(name, name)
-    if name not in backbone.arch_zoo:
-        names = sorted(set(backbone.arch_zoo) | set(backbone.arch_aliases))
-        raise ValueError(f'unknown {family} arch {name!r}; valid: {", ".join(names)}')
-    return name
-
-
-def parse_arch(text):
-    """``'PlainViT'`` or ``'PlainViT:large'`` -> (family, arch_zoo name or None), validated."""
-    family, _, name = text.partition(':')
-    if family not in FAMILIES:
-        raise ValueError(f'unknown backbone {family!r}; valid: {", ".join(FAMILIES)} '
-                         '(optionally :ARCH, e.g. PlainViT:large)')
-    return family, _canonical_arch(family, name) if name else None
+        return FAMILIES[self.family].backbone_label(self.arch)
 
 
 def describe_checkpoint(path, method=None, arch=None):
@@ -98,7 +71,7 @@ def describe_checkpoint(path, method=None, arch=None):
         info = stored
     else:
         info = CheckpointInfo(path, found_family,
-                              _match(FAMILIES[found_family].arch_zoo, sizes, path),
+                              _match(found_family, sizes, path),
                               stored and stored.method, stored and stored.pretrain_epochs)
     info.method = method or info.method or infer_method(osp.basename(path))
     if not info.method:
@@ -127,14 +100,15 @@ def _from_stored_config(path, checkpoint):
     epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
     method = METHODS.get(model.get('type'))
     if backbone.get('type') in ('ConvViT', 'PlainViT'):
-        family, arch = backbone['type'], backbone.get('arch', 'b' if backbone['type'] ==
-                                                      'ConvViT' else 'base')
+        family = FAMILIES[backbone['type']]
+        arch = backbone.get('arch', family.default_arch)
         if isinstance(arch, str):
-            arch = _canonical_arch(family, arch)
+            arch = family.canonical(arch)
+        family = family.name
         return CheckpointInfo(path, family, arch, method, epochs)
     if backbone.get('type') == 'MAEViT':  # mmpretrain's MAE encoder, loaded by PlainViT
         return CheckpointInfo(path, 'PlainViT',
-                              _plain_arch_of_mmpretrain(backbone.get('arch', 'b')), method,
+                              plain_arch_of_mmpretrain(backbone.get('arch', 'b')), method,
                               epochs)
     return None
 
@@ -149,7 +123,7 @@ def _from_args(path, checkpoint):
     family = 'ConvViT' if 'convvit' in model.lower() else 'PlainViT'
     size = re.search(r'_(small|base|large|huge)', model.lower())
     epochs = getattr(args, 'epochs', None)
-    return CheckpointInfo(path, family, size and _canonical_arch(family, size.group(1)),
+    return CheckpointInfo(path, family, size and FAMILIES[family].canonical(size.group(1)),
                           infer_method(model),
                           epochs if isinstance(epochs, int) and not isinstance(epochs, bool)
                           else None)
@@ -157,15 +131,6 @@ def _from_args(path, checkpoint):
 
 def _dict(value):
     return value if isinstance(value, dict) else {}
-
-
-def _plain_arch_of_mmpretrain(arch):
-    if isinstance(arch, str):
-        names = {'b': 'base', 'l': 'large', 'h': 'huge', 's': 'small', 't': 'tiny'}
-        return names.get(arch, arch)
-    return dict(embed_dim=arch['embed_dims'], depth=arch['num_layers'],
-                num_heads=arch['num_heads'],
-                mlp_ratio=arch['feedforward_channels'] / arch['embed_dims'])
 
 
 def _count(state_dict, pattern):
@@ -196,9 +161,7 @@ def _sizes_from_tensors(path, state_dict):
 def _check_sizes(path, family, arch, sizes, said_by):
     """Raise when ``arch`` (an arch_zoo name or dict) has other widths/depths than the
     tensors."""
-    spec = FAMILIES[family].arch_zoo[arch] if isinstance(arch, str) else arch
-    claimed = {k: tuple(spec[k]) if isinstance(v, tuple) else spec.get(k)
-               for k, v in sizes.items()}
+    claimed = FAMILIES[family].sizes_of(arch)
     if claimed != sizes:
         name = f'{family}:{arch}' if isinstance(arch, str) else f'{family} {arch}'
         raise CheckpointError(f'{path}: {said_by} arch {name}, with sizes {claimed}, but the '
@@ -206,12 +169,12 @@ def _check_sizes(path, family, arch, sizes, said_by):
                               'checkpoint was trained with')
 
 
-def _match(arch_zoo, shape, path):
-    """The arch_zoo name whose sizes equal ``shape`` (heads are not visible in tensors)."""
-    for name, arch in arch_zoo.items():
-        if all(tuple(arch[k]) == tuple(v) if isinstance(v, tuple) else arch[k] == v
-               for k, v in shape.items()):
-            return name
-    raise CheckpointError(f'{path}: sizes {shape} match no known arch ({", ".join(arch_zoo)}) '
-                          'and the checkpoint stores no config; its attention heads cannot be '
-                          'told from the tensors')
+def _match(family, sizes, path):
+    """The arch_zoo name whose sizes equal ``sizes`` (heads are not visible in tensors)."""
+    name = FAMILIES[family].zoo_name(sizes, FAMILIES[family].tensor_sizes)
+    if name is None:
+        raise CheckpointError(f'{path}: sizes {sizes} match no known {family} arch '
+                              f'({", ".join(FAMILIES[family].arch_zoo)}) and the checkpoint '
+                              'stores no config; its attention heads cannot be told from the '
+                              'tensors')
+    return name

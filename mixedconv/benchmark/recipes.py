@@ -2,12 +2,8 @@
 is adapted to the architecture of the checkpoint it loads."""
 import os.path as osp
 
+from ..families import FAMILIES
 from ..leaderboard.metrics import TASKS
-from ..models.backbones.convvit import ConvViT
-from ..models.backbones.plain_vit import PlainViT
-
-# backbone families the recipes transfer, by registry name
-FAMILIES = {'ConvViT': ConvViT, 'PlainViT': PlainViT}
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -64,24 +60,13 @@ def task_config(task, family):
     return osp.join(REPO, configs[family])
 
 
-def _arch_settings(family, arch):
-    return FAMILIES[family].arch_zoo[arch] if isinstance(arch, str) else arch
-
-
-def depth_of(family, arch):
-    """Transformer blocks of the stage the recipes index (ConvViT stage 3, PlainViT all)."""
-    settings = _arch_settings(family, arch)
-    return settings['depths'][2] if family == 'ConvViT' else settings['depth']
-
-
 def backbone_channels(backbone):
-    """Channels of a ConvViT / PlainViT config's output maps, in output order."""
-    settings = _arch_settings(backbone['type'], backbone['arch'])
-    if backbone['type'] == 'ConvViT':
-        dims = settings['embed_dims']
-        per_level = (dims[0], dims[1], dims[2], dims[2])  # /4, /8, /16, /32
-        return [per_level[i] for i in backbone.get('out_indices', (2, ))]
-    return [settings['embed_dim']] * len(backbone.get('out_indices') or (0, ))
+    """Channels of a ConvViT / PlainViT config's output maps, in output order (the
+    backbones' default ``out_indices``: ConvViT stage 3, PlainViT the last block)."""
+    family = FAMILIES[backbone['type']]
+    default = (2, ) if family.per_stage else (0, )
+    return family.out_channels(backbone.get('arch', family.default_arch),
+                               backbone.get('out_indices') or default)
 
 
 def adapt_heads(cfg):
@@ -107,7 +92,7 @@ def adapt_backbone(backbone, arch):
     block indices the recipe chose for its own depth (outputs, global attention blocks) to the
     same relative places in the new depth."""
     family = backbone['type']
-    old, new = depth_of(family, backbone['arch']), depth_of(family, arch)
+    old, new = FAMILIES[family].depth(backbone['arch']), FAMILIES[family].depth(arch)
     backbone['arch'] = arch
     if old == new:
         return backbone

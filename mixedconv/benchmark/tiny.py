@@ -8,13 +8,13 @@ as a real run.
 import torch
 from mmengine.logging import print_log
 
-from .recipes import adapt_backbone, adapt_heads, base_dataset, depth_of, set_data_root
+from ..families import FAMILIES
+from .recipes import adapt_backbone, adapt_heads, base_dataset, set_data_root
 
 SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
 ARCHS = {
-    'ConvViT': dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2)),
-    'PlainViT': dict(embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.),
-    # mmpretrain's MAE encoder, for the MAE baseline
+    **{name: dict(family.tiny) for name, family in FAMILIES.items()},
+    # mmpretrain's MAE encoder, for the MAE baseline: PlainViT's tiny sizes, its names
     'MAEViT': dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128),
 }
 DECODER = dict(embed_dim=32, depth=1, num_heads=2)
@@ -33,7 +33,7 @@ def _shrink_backbone(backbone):
     adapt_backbone(backbone, ARCHS[kind])
     if backbone.get('window_size'):  # a 4x4 grid: 2x2 windows, one global block
         backbone['window_size'] = 2
-        backbone['global_blocks'] = (depth_of(kind, ARCHS[kind]) - 1, )
+        backbone['global_blocks'] = (FAMILIES[kind].depth(ARCHS[kind]) - 1, )
     if 'pyramid_norm_cfg' in backbone:
         backbone['pyramid_norm_cfg'] = dict(type='BN')
 

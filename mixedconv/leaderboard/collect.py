@@ -25,6 +25,7 @@ import warnings
 from typing import Optional
 
 from ..config_data import ConfigTextError, read_config_file
+from ..families import SIZE_LETTERS, family_of_type, label_of_backbone_cfg
 from .metrics import COLUMNS, tasks_for_metrics
 from .summary import SUMMARY_NAME, SummaryError, TaskSummary, read_summary, sha256_of
 
@@ -32,9 +33,6 @@ RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
 METRIC_KEYS = frozenset(c.metric for c in COLUMNS)
 NOT_METRICS = frozenset(('step', 'epoch', 'iter', 'lr', 'time', 'data_time', 'memory'))
 METHOD_TOKENS = (('convmae', 'ConvMAE'), ('mixedae', 'MixedAE'), ('ibot', 'iBOT'), ('mae', 'MAE'))
-SIZE_NAMES = {'t': 'T', 'tiny': 'T', 's': 'S', 'small': 'S', 'b': 'B', 'base': 'B',
-              'l': 'L', 'large': 'L', 'h': 'H', 'huge': 'H'}
-SIZE_BY_WIDTH = {192: 'T', 384: 'S', 768: 'B', 1024: 'L', 1280: 'H'}
 LOG_EVAL_LINE = re.compile(r'(?:Epoch|Iter)\((?:val|test)\)')
 LOG_PAIR = re.compile(r'([\w/.-]+): (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)')
 
@@ -256,33 +254,18 @@ def infer_method(names):
 
 
 def _infer_backbone(cfg, dir_name):
-    """'ConvViT-B'-style name from ``model.backbone`` (type + arch or width), else the dir name."""
+    """'ConvViT-B'-style label of ``model.backbone`` (:func:`~mixedconv.families.
+    label_of_backbone_cfg`), else the family and size named in the dir name."""
     backbone = _cfg_get(cfg, 'model', 'backbone') or {}
-    family = _backbone_family(str(backbone.get('type', ''))) or _backbone_family(dir_name)
-    if family is None:
+    label = label_of_backbone_cfg(backbone) if backbone else None
+    if label:
+        return label
+    fam = family_of_type(dir_name)
+    if fam is None:
         return 'unknown'
-    arch = backbone.get('arch')
-    size = None
-    if isinstance(arch, str):
-        size = SIZE_NAMES.get(arch.lower().split('-')[-1])
-    else:
-        width = (arch if isinstance(arch, dict) else backbone).get('embed_dims')
-        width = width[-1] if isinstance(width, (list, tuple)) else width
-        size = SIZE_BY_WIDTH.get(width)
-    if size is None and not backbone:
-        match = re.search(r'vit[-_]?(tiny|small|base|large|huge|t|s|b|l|h)(?![a-z])',
-                          dir_name.lower())
-        size = SIZE_NAMES[match.group(1)] if match else None
-    return f'{family}-{size}' if size else family
-
-
-def _backbone_family(name):
-    lowered = name.lower()
-    if 'convvit' in lowered:
-        return 'ConvViT'
-    if 'vit' in lowered or 'visiontransformer' in lowered or lowered == 'mae':
-        return 'ViT'
-    return None
+    match = re.search(r'vit[-_]?(tiny|small|base|large|huge|t|s|b|l|h)(?![a-z])',
+                      dir_name.lower())
+    return f'{fam.label}-{SIZE_LETTERS[match.group(1)]}' if match and not backbone else fam.label
 
 
 def _infer_pretrain_epochs(checkpoint):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.utils import to_2tuple
 
+from ...families import CONVVIT
 from ...registry import MODELS
 from ..heads import init_transformer_
 from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBias,
@@ -116,17 +117,8 @@ class ConvViT(PretrainedBackbone):
             checkpoints).
     """
 
-    arch_zoo = {
-        's': dict(embed_dims=(128, 256, 384), depths=(2, 2, 11), num_heads=6,
-                  mlp_ratios=(4, 4, 4)),
-        'b': dict(embed_dims=(256, 384, 768), depths=(2, 2, 11), num_heads=12,
-                  mlp_ratios=(4, 4, 4)),
-        'l': dict(embed_dims=(384, 768, 1024), depths=(2, 2, 23), num_heads=16,
-                  mlp_ratios=(8, 8, 4)),
-        'h': dict(embed_dims=(768, 1024, 1280), depths=(2, 2, 31), num_heads=16,
-                  mlp_ratios=(8, 8, 4)),
-    }
-    arch_aliases = {'small': 's', 'base': 'b', 'large': 'l', 'huge': 'h'}
+    arch_zoo = CONVVIT.arch_zoo
+    arch_aliases = CONVVIT.arch_aliases
     OUT_TYPES = ('featmap', 'avg_featmap')
 
     def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
@@ -211,21 +203,7 @@ class ConvViT(PretrainedBackbone):
 
     # ----------------------------------------------------------------------------- config
     def _parse_arch(self, arch):
-        if isinstance(arch, str):
-            arch = self.arch_aliases.get(arch, arch)
-            if arch not in self.arch_zoo:
-                raise ValueError(f'unknown ConvViT arch {arch!r}; use one of '
-                                 f'{sorted(self.arch_zoo)} or a dict')
-            return self.arch_zoo[arch]
-        keys = {'embed_dims', 'depths', 'num_heads', 'mlp_ratios'}
-        if set(arch) != keys:
-            raise ValueError(f'a custom ConvViT arch needs exactly the keys {sorted(keys)}, '
-                             f'got {sorted(arch)}')
-        for key in ('embed_dims', 'depths', 'mlp_ratios'):
-            if len(arch[key]) != 3:
-                raise ValueError(f'arch[{key!r}] needs one value per stage (3), '
-                                 f'got {arch[key]}')
-        return dict(arch)
+        return CONVVIT.settings(arch)
 
     def _check_outputs(self):
         if self.out_type not in self.OUT_TYPES:

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.utils import to_2tuple
 
+from ...families import PLAINVIT
 from ...registry import MODELS
 from ..heads import init_transformer_
 from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
@@ -116,14 +117,8 @@ class PlainViT(PretrainedBackbone):
         init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` to load weights.
     """
 
-    arch_zoo = {
-        'tiny': dict(embed_dim=192, depth=12, num_heads=3, out_indices=(3, 5, 7, 11)),
-        'small': dict(embed_dim=384, depth=12, num_heads=6, out_indices=(3, 5, 7, 11)),
-        'base': dict(embed_dim=768, depth=12, num_heads=12, out_indices=(3, 5, 7, 11)),
-        'large': dict(embed_dim=1024, depth=24, num_heads=16, out_indices=(7, 11, 15, 23)),
-        'huge': dict(embed_dim=1280, depth=32, num_heads=16, out_indices=(7, 15, 23, 31)),
-    }
-    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'h': 'huge'}
+    arch_zoo = PLAINVIT.arch_zoo
+    arch_aliases = PLAINVIT.arch_aliases
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
 
     def __init__(self, arch='base', img_size=224, patch_size=16, in_channels=3,
@@ -212,16 +207,7 @@ class PlainViT(PretrainedBackbone):
 
     # ------------------------------------------------------------------ construction
     def _arch_settings(self, arch):
-        if isinstance(arch, str):
-            arch = self.arch_aliases.get(arch, arch)
-            if arch not in self.arch_zoo:
-                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(self.arch_zoo)} '
-                                 'or pass a dict with embed_dim, depth, num_heads')
-            return self.arch_zoo[arch]
-        missing = {'embed_dim', 'depth', 'num_heads'} - set(arch)
-        if missing:
-            raise ValueError(f'custom arch dict lacks {sorted(missing)}')
-        return dict(arch)
+        return PLAINVIT.settings(arch)
 
     def _resolve_out_indices(self, out_indices, settings):
         if out_indices is None:
