@@ -329,6 +329,8 @@ BACKBONE_PREFIXES = ('backbone.bottom_up.', 'backbone.net.', 'backbone.')
 # has one, leaving it unloaded would silently train from a partial load
 TRANSFER_TENSORS = re.compile(r'(relative_position_bias_table|rel_pos_[hw]|\.ls[12]\.gamma|'
                               r'^level4_conv\.)')
+# a neck folded into the backbone (PlainViT's pyramid): its tensors must fit when given
+FOLDED_NECK = re.compile(r'^fpn[12]\.')
 # what unprefixed official checkpoints keep next to the encoder: the pretraining decoders of
 # MAE (models_mae.py: decoder_*, mask_token) and ConvMAE (models_convmae.py: also the
 # stage1/2_output_decode fusion convolutions), classifier heads of the fine-tuned models and
@@ -465,7 +467,9 @@ def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='curr
     stripped automatically if the keys carry it, or else the official decoders and heads
     (:data:`NON_ENCODER`) are left out. ``module.convert_state_dict(sd)``, when defined,
     renames foreign keys and resizes position tables to the module's shapes;
-    ``module.is_fresh_param(name)`` marks parameters that only exist at transfer.
+    ``module.is_fresh_param(name)`` marks parameters that only exist at transfer;
+    ``module.claim_outside_tensors(others)`` returns, under the module's names, tensors it
+    builds itself that the checkpoint keeps outside the backbone (a neck folded into it).
 
     Raises:
         CheckpointError: fewer than ``min_matched`` of the module's pretrainable tensors
@@ -474,7 +478,10 @@ def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='curr
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     state_dict = unwrap_state_dict(checkpoint)
     total = len(state_dict)
-    state_dict, _, _ = select_encoder(state_dict, prefix, filename)
+    state_dict, others, _ = select_encoder(state_dict, prefix, filename)
+    claim = getattr(module, 'claim_outside_tensors', None)
+    if claim is not None:
+        state_dict.update(claim(others))
     convert = getattr(module, 'convert_state_dict', None)
     if convert is not None:
         state_dict = convert(state_dict)
@@ -482,7 +489,8 @@ def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='curr
     report.skipped = total - len(state_dict)
 
     untaken = [k for k in report.unexpected if TRANSFER_TENSORS.search(k)] + \
-        [m for m in report.mismatched if TRANSFER_TENSORS.search(m.split(' ')[0])]
+        [m for m in report.mismatched
+         if TRANSFER_TENSORS.search(m.split(' ')[0]) or FOLDED_NECK.match(m)]
     if untaken:
         raise CheckpointError(
             f'{filename}: the backbone has a place for these tensors of the checkpoint but could '

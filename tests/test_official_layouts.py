@@ -138,6 +138,34 @@ def test_official_finetuned_layout_loads_everything(layout, tmp_path):
             torch.testing.assert_close(ours, theirs)
 
 
+def test_mmseg_feature2pyramid_neck_loads_into_the_folded_pyramid(tmp_path):
+    """mmseg's MAE UperNet keeps the pyramid in its ``Feature2Pyramid`` neck; our PlainViT
+    builds it itself (``rescale_to_pyramid``) and takes those tensors from ``neck.``."""
+    from mmseg.models.necks import Feature2Pyramid
+    kwargs = dict(arch=TINY_VIT, img_size=64, out_indices=(0, 1, 2, 3), final_norm=False)
+    source = randomize_(PlainViT(**kwargs), seed=2).eval()
+    neck = randomize_(Feature2Pyramid(32, rescales=[4, 2, 1, 0.5],
+                                      norm_cfg=dict(type='BN')), seed=3).eval()
+    state = {'backbone.' + _mmseg_mae_names(k): v for k, v in source.state_dict().items()}
+    state.update({'neck.' + k: v for k, v in neck.state_dict().items()})
+    state['decode_head.conv_seg.weight'] = torch.zeros(4, 8, 1, 1)
+    path = tmp_path / 'iter_160000.pth'
+    torch.save({'meta': {}, 'state_dict': state}, path)
+
+    model = PlainViT(**kwargs, rescale_to_pyramid=True, pyramid_norm_cfg=dict(type='BN'),
+                     init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    report = model.load_report
+    assert report.fresh == [] and report.missing == [] and report.unexpected == []
+    assert report.skipped == 1
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = neck(source(x))
+        for ours, theirs in zip(model(x), expected, strict=True):
+            torch.testing.assert_close(ours, theirs)
+
+
 def test_untaken_transfer_tensor_is_an_error(tmp_path):
     source = ConvViT(TINY_CONV, img_size=64, rel_pos_type='bias', layer_scale_init=1.0)
     path = tmp_path / 'ckpt.pth'

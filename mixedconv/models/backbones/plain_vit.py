@@ -20,6 +20,11 @@ from .state_dict import adapt_position_tables, rename_official
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
 
 # mmpretrain VisionTransformer / MAEViT name -> timm name (regex, replacement)
+# mmseg Feature2Pyramid (the MAE UperNet neck) -> our pyramid, see claim_outside_tensors
+_FEATURE2PYRAMID_RENAMES = (
+    (r'^neck\.upsample_4x\.', 'fpn1.'),
+    (r'^neck\.upsample_2x\.0\.', 'fpn2.'),
+)
 _MMPRETRAIN_RENAMES = (
     (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
     (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
@@ -373,6 +378,23 @@ class PlainViT(PretrainedBackbone):
             state_dict['pos_embed'] = self._adapt_pos_embed(
                 state_dict['pos_embed'], 'cls_token' in state_dict)
         return adapt_position_tables(self, state_dict, self.num_extra_tokens)
+
+    def claim_outside_tensors(self, others):
+        """The tensors of a checkpoint's non-backbone part that this backbone builds itself,
+        under our names: with ``rescale_to_pyramid``, mmseg's ``Feature2Pyramid`` neck
+        (mmseg ``models/necks/featurepyramid.py``: ``upsample_4x`` = deconv, norm, GELU,
+        deconv -> ``fpn1``; ``upsample_2x.0`` -> ``fpn2``), which mmseg's MAE UperNet
+        checkpoints keep under ``neck.``."""
+        if not hasattr(self, 'fpn1'):
+            return {}
+        claimed = {}
+        for key, value in others.items():
+            for pattern, replacement in _FEATURE2PYRAMID_RENAMES:
+                new, count = re.subn(pattern, replacement, key)
+                if count:
+                    claimed[new] = value
+                    break
+        return claimed
 
     @staticmethod
     def _rename_mmpretrain(key):
