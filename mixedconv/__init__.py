@@ -1,12 +1,32 @@
 """mixedconv: ConvMAE and MixedAE for OpenMMLab.
 
-Importing the package registers every component into mmengine's root registries (so mmpretrain,
-mmdet and mmseg configs find them with ``custom_imports=dict(imports=['mixedconv'])``), makes
-every mmengine checkpoint load go through the weights-only loader in :mod:`mixedconv.checkpoint`
+Registration, as the mm libraries do it: importing :mod:`mixedconv.models` registers the
+models (as ``mmpretrain.models`` does), and :func:`register_all_modules` registers every
+component (models, transforms, optimizers, hooks) into mmengine's root registries, so
+mmpretrain, mmdet and mmseg configs find them by plain ``type=`` names. Both also make every
+mmengine checkpoint load go through the weights-only loader of :mod:`mixedconv.checkpoint`
 and every local checkpoint write atomic (:mod:`mixedconv.fileio`).
+
+``import mixedconv`` itself calls :func:`register_all_modules` when torch or mmengine is
+already loaded. That is always so where mmengine reads ``custom_imports=dict(imports=
+['mixedconv'])`` in a config, and in any program that builds models, so configs keep
+working with the package name alone; the data-only parts (:mod:`mixedconv.leaderboard`,
+:mod:`mixedconv.families`, :mod:`mixedconv.config_data`) then import without torch. A script
+that imports ``mixedconv`` before torch and mmengine calls :func:`register_all_modules`.
 """
-from . import checkpoint, fileio  # noqa: F401  (safe loading, atomic writes: first)
-from . import data, engine, models  # noqa: F401
+import sys
+
 from .version import __version__
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'register_all_modules']
+
+
+def register_all_modules():
+    """Register every mixedconv component and install the safe checkpoint loader and the
+    atomic checkpoint writer (idempotent)."""
+    from . import checkpoint, fileio  # noqa: F401  (safe loading, atomic writes: first)
+    from . import data, engine, models  # noqa: F401
+
+
+if 'torch' in sys.modules or 'mmengine' in sys.modules:
+    register_all_modules()

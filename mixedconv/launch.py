@@ -93,7 +93,8 @@ def enable_amp(cfg):
 def build_runner(cfg):
     """``Runner.from_cfg``, or the config's own ``runner_type``, that never executes the
     config text a checkpoint carries (see :func:`_read_stored_config_as_data`)."""
-    import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)
+    from mixedconv import register_all_modules
+    register_all_modules()  # components, the safe checkpoint loader
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     _init_cpu_process_group(cfg)

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-import mixedconv  # noqa: F401  (registers components and the safe checkpoint loader)
+from mixedconv import register_all_modules
 from mixedconv.data import make_image_folder
+
+register_all_modules()  # components and the safe checkpoint loader, for every test
 
 torch.set_num_threads(2)
 

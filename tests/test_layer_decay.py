@@ -21,13 +21,15 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-import mixedconv  # noqa: F401  (registers our components)
+from mixedconv import register_all_modules
 from mixedconv.benchmark.tiny import shrink_transfer
 from mixedconv.engine.layer_decay import DETECTRON2_NORM_TYPES, resolve_module_type
 from mixedconv.models.backbones.convvit import ConvViT
 from mixedconv.models.backbones.plain_vit import PlainViT
 from mixedconv.models.layers.norm import LayerNorm2d
 from mixedconv.models.layers.rel_pos import DecomposedRelPos, RelativePositionBias
+
+register_all_modules()
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 WD = 0.1

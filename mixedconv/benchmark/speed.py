@@ -210,7 +210,8 @@ def build(workload, settings):
     import mmpretrain.models  # noqa: F401  (registers mmpretrain's MAE)
     from mmpretrain.registry import MODELS
 
-    import mixedconv  # noqa: F401  (registers the toolkit's models)
+    from mixedconv import register_all_modules
+    register_all_modules()
     torch.manual_seed(0)
     model = MODELS.build(model_config(workload, settings)).to(settings.device)
     return model.train(workload.kind != 'inference')

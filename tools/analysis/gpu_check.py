@@ -335,7 +335,8 @@ def main(argv=None):
         return 2
     import torch
 
-    import mixedconv  # noqa: F401  (registers the components)
+    from mixedconv import register_all_modules
+    register_all_modules()
     os.makedirs(args.out, exist_ok=True)
     print(f'gpu_check on {gpu} (torch {torch.__version__}, CUDA {torch.version.cuda})',
           flush=True)
