@@ -105,12 +105,5 @@ class Attention(nn.Module):
         """x: (B, N, C) -> (B, N, C); ``grid_hw`` is the (H, W) of the patch tokens."""
         q, k, v = self.split_heads(x)
         dropout_p = self.attn_drop if self.training else 0.
-        if isinstance(self.rel_pos, DecomposedRelPos) and not q.is_cuda:
-            if grid_hw is None:
-                raise ValueError('relative position terms need the token grid (grid_hw)')
-            # the explicit path of attend(), with ViTDet's terms added in place
-            logits = (q * self.scale) @ k.transpose(-2, -1)
-            out = weighted_values(self.rel_pos.add_to_(logits, grid_hw, q), v, dropout_p)
-        else:
-            out = attend(q, k, v, self.position_bias(q, grid_hw), self.scale, dropout_p)
+        out = attend(q, k, v, self.position_bias(q, grid_hw), self.scale, dropout_p)
         return self.merge_heads(out)

@@ -140,7 +140,7 @@ class DecomposedRelPos(nn.Module):
         rh = rel_pos_for(self.rel_pos_h, h, h).to(q.dtype)
         rw = rel_pos_for(self.rel_pos_w, w, w).to(q.dtype)
         # einsum returns permuted views; contiguous terms (H*W*max(H, W) values per head)
-        # keep the broadcast sums below in the logits' memory order
+        # make the broadcast sum in forward contiguous, so its reshape to (N, N) is a view
         rel_h = torch.einsum('bnhwc,hkc->bnhwk', r_q, rh).contiguous()
         rel_w = torch.einsum('bnhwc,wkc->bnhwk', r_q, rw).contiguous()
         return rel_h, rel_w
@@ -150,16 +150,6 @@ class DecomposedRelPos(nn.Module):
         rel_h, rel_w = self.terms(grid_hw, q)
         b, heads, n, _ = q.shape
         return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, n, n)
-
-    def add_to_(self, logits, grid_hw, q):
-        """Add the terms to ``logits`` (B, heads, H*W, H*W) in place, as detectron2's
-        ``add_decomposed_rel_pos`` adds them to its logits, without an (N, N) mask."""
-        rel_h, rel_w = self.terms(grid_hw, q)
-        h, w = grid_hw
-        view = logits.view(*logits.shape[:2], h, w, h, w)
-        view += rel_h[..., :, None]
-        view += rel_w[..., None, :]
-        return logits
 
 
 class SharedRef:
