@@ -27,6 +27,9 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mixedconv', 'mixedconv.*']),
+    # the recipe configs, in the OpenMMLab place (mixedconv/.mim/configs: a link to configs/
+    # in the checkout, a copy in the wheel) that mixedconv:: names resolve in
+    package_data={'mixedconv': ['.mim/model-index.yml', '.mim/configs/*/*.py']},
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt') + read_requirements('mminstall.txt'),
     extras_require={'tests': read_requirements('tests.txt')},

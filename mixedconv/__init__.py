@@ -22,10 +22,13 @@ __all__ = ['__version__', 'register_all_modules']
 
 
 def register_all_modules():
-    """Register every mixedconv component and install the safe checkpoint loader and the
-    atomic checkpoint writer (idempotent)."""
+    """Register every mixedconv component, install the safe checkpoint loader and the
+    atomic checkpoint writer, and let mmengine resolve ``mixedconv::`` config names
+    (idempotent)."""
     from . import checkpoint, fileio  # noqa: F401  (safe loading, atomic writes: first)
     from . import data, engine, models  # noqa: F401
+    from .config_files import register_config_scope
+    register_config_scope()
 
 
 if 'torch' in sys.modules or 'mmengine' in sys.modules:

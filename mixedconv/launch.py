@@ -12,12 +12,15 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from .config_files import config_path, register_config_scope
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def add_common_args(parser):
     """Arguments both tools take."""
-    parser.add_argument('config', help='config file (mmpretrain, mmdet or mmseg)')
+    parser.add_argument('config', help='config file (mmpretrain, mmdet or mmseg), or a shipped '
+                        'one as mixedconv::<dir>/<file>.py')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: ./work_dirs/<config name>)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -29,11 +32,14 @@ def add_common_args(parser):
 
 
 def load_config(args):
-    """Read the config, apply ``--cfg-options``, ``--work-dir`` and ``--launcher``."""
-    if not osp.isfile(args.config):
+    """Read the config (a path or a shipped ``mixedconv::<dir>/<file>.py``), apply
+    ``--cfg-options``, ``--work-dir`` and ``--launcher``."""
+    register_config_scope()  # for configs whose _base_ is a mixedconv:: name
+    path = config_path(args.config)
+    if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {args.config}')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(path)
     cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:

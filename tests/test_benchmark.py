@@ -133,8 +133,11 @@ def test_describe_released_checkpoints(tmp_path):
 
 
 def test_launch_commands():
+    assert Launch().command('c.py', 'w', resume=True) == [
+        sys.executable, '-m', 'mixedconv.train', 'c.py', '--work-dir', 'w', '--resume']
     cmd = Launch('pytorch', gpus=4).command('c.py', 'w', resume=False)
     assert cmd[1:4] == ['-m', 'torch.distributed.run', '--nproc_per_node=4']
+    assert cmd[4:7] == ['-m', 'mixedconv.train', 'c.py']
     assert cmd[-2:] == ['--launcher', 'pytorch']
     slurm = Launch('slurm', gpus=16, partition='gpu')
     assert slurm.command('c.py', 'w', resume=False)[1:] == [

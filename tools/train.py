@@ -1,42 +1,14 @@
 """Train any mmpretrain, mmdet or mmseg config that uses mixedconv components.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-                                 [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+A checkout's wrapper of ``python -m mixedconv.train`` (same arguments; see its help).
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mixedconv.data.layout import check_dataset_paths  # noqa: E402
-from mixedconv.launch import (build_runner, enable_amp, load_config, parser,  # noqa: E402
-                              remove_stale_checkpoint_temporaries, run_cli)
-
-
-def parse_args(argv=None):
-    p = parser('Train a model')
-    p.add_argument('--resume', nargs='?', const='auto', default=None,
-                   help='resume from CKPT, or from the latest checkpoint in the work dir '
-                   'when no path is given')
-    p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    cfg = load_config(args)
-    if args.amp:
-        enable_amp(cfg)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
-        cfg.resume, cfg.load_from = True, args.resume
-    check_dataset_paths(cfg, ('train', 'val'))
-    remove_stale_checkpoint_temporaries(cfg)
-    build_runner(cfg).train()
-
+from mixedconv.launch import run_cli  # noqa: E402
+from mixedconv.train import main  # noqa: E402
 
 if __name__ == '__main__':
     run_cli(main)

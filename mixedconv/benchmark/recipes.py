@@ -2,12 +2,14 @@
 is adapted to the architecture of the checkpoint it loads."""
 import os.path as osp
 
+from ..config_files import config_path
 from ..families import FAMILIES
 from ..leaderboard.metrics import TASKS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# task -> backbone family -> config (paths relative to the repository)
+# task -> backbone family -> config (paths in the repository; config_path() finds the file,
+# also in an installed package)
 TASK_CONFIGS = {
     'coco-maskrcnn': {
         'ConvViT': 'configs/convmae/mask-rcnn_convvit-base-p16_sfp_8xb2-amp-lsj-1024-25e_coco.py',
@@ -26,6 +28,12 @@ TASK_CONFIGS = {
     },
 }
 assert set(TASK_CONFIGS) == set(TASKS)
+# the other transfer recipes, which no benchmark task runs (the speed tool times them)
+TRANSFER_CONFIGS = {
+    'coco-maskrcnn-fpn': {
+        'ConvViT': 'configs/convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
+    },
+}
 
 # method -> pretraining config
 PRETRAIN_CONFIGS = {
@@ -57,7 +65,7 @@ def task_config(task, family):
     if family not in configs:
         raise ValueError(f'no {task} recipe for a {family} backbone; it has '
                          f'{", ".join(configs)}')
-    return osp.join(REPO, configs[family])
+    return config_path(configs[family])
 
 
 def backbone_channels(backbone):

@@ -36,6 +36,7 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..config_files import config_path
 from ..fileio import remove_stale_temporaries
 from ..launch import DIE_WITH_PARENT_ENV, die_with_parent
 from ..leaderboard.collect import read_mmengine_work_dir
@@ -76,11 +77,10 @@ class Launch:
     def command(self, config, work_dir, resume, job_name='mixedconv'):
         """The command line that trains ``config`` into ``work_dir``."""
         extra = ['--resume'] if resume else []
-        train = osp.join(REPO, 'tools', 'train.py')
         if self.launcher == 'slurm':
             return ['bash', osp.join(REPO, 'tools', 'slurm_train.sh'), self.partition, job_name,
                     config, work_dir, *extra]
-        args = [train, config, '--work-dir', work_dir, *extra]
+        args = ['-m', 'mixedconv.train', config, '--work-dir', work_dir, *extra]
         if self.launcher == 'pytorch':
             return [sys.executable, '-m', 'torch.distributed.run',
                     f'--nproc_per_node={self.gpus}', *args, '--launcher', 'pytorch']
@@ -238,7 +238,7 @@ def pretrain(method, work_dir, data_root=None, embedded=False, launch=Launch(), 
     A finished run (its last checkpoint is the final one) is not run again.
     """
     work_dir = osp.abspath(work_dir)
-    cfg = Config.fromfile(osp.join(REPO, PRETRAIN_CONFIGS[method]))
+    cfg = Config.fromfile(config_path(PRETRAIN_CONFIGS[method]))
     data_dir = osp.join(osp.abspath(data_root), DATA_DIRS['imagenet']) if data_root else None
     if embedded:
         shrink_pretrain(cfg, data_dir, iters=iters)

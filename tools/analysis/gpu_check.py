@@ -210,8 +210,9 @@ def run_pretrain(label, ctx):
     from mmengine.runner import Runner
 
     from mixedconv.benchmark.recipes import PRETRAIN_CONFIGS
+    from mixedconv.config_files import config_path
     from mixedconv.benchmark.tiny import shrink_pretrain
-    config = osp.join(REPO, PRETRAIN_CONFIGS[PRETRAIN[label]])
+    config = config_path(PRETRAIN_CONFIGS[PRETRAIN[label]])
     cfg = shrink_pretrain(Config.fromfile(config), ctx['imagenet'], iters=1, batch_size=8)
     require_bf16_amp(cfg, label)
     cfg.work_dir = osp.join(ctx['out'], 'pretrain', PRETRAIN[label])
@@ -237,10 +238,11 @@ def run_transfer(label, ctx):
     from mmengine.runner import Runner
 
     from mixedconv.benchmark.recipes import TASK_CONFIGS
+    from mixedconv.config_files import config_path
     from mixedconv.benchmark.tiny import shrink_transfer
     task, family = TRANSFER[label]
     data = ctx['coco'] if task.startswith('coco') else ctx['ade']
-    cfg = shrink_transfer(Config.fromfile(osp.join(REPO, TASK_CONFIGS[task][family])), data,
+    cfg = shrink_transfer(Config.fromfile(config_path(TASK_CONFIGS[task][family])), data,
                           iters=TRANSFER_ITERS)
     require_bf16_amp(cfg, label)
     cfg.model.backbone.init_cfg = None  # random weights: this checks the path, not accuracy

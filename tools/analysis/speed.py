@@ -12,12 +12,12 @@ Examples::
         plainvit_sfp_train convvit_seg_train plainvit_seg_train --det-size 512 --out /tmp/s
 
 Writes ``speed.json`` and ``speed.md`` into ``--out`` and prints the table. Methods (timing,
-FLOP counting, matmul ceiling, peak memory) are described in ``mixedconv/benchmark/speed.py``.
+FLOP counting, matmul ceiling, peak memory) are described in ``mixedconv/speed/__init__.py``.
 """
 import argparse
 
-from mixedconv.benchmark.speed import (Settings, profile_rows, resolve_device, run_benchmark,
-                                       workloads, write_outputs)
+from mixedconv.speed import (Settings, measure_speed, profile_rows, resolve_device, workloads,
+                             write_outputs)
 
 
 def parse_args(argv=None):
@@ -50,7 +50,7 @@ def main(argv=None):
         settings = Settings(arch=args.arch, batch=args.batch, img_size=args.img_size,
                             det_size=args.det_size, seg_size=args.seg_size,
                             device=resolve_device(args.device))
-        result = run_benchmark(settings, repeats=args.repeats, warmup=args.warmup,
+        result = measure_speed(settings, repeats=args.repeats, warmup=args.warmup,
                                keys=args.rows)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
