@@ -9,10 +9,9 @@ from mmengine.utils import to_2tuple
 
 from ...families import PLAINVIT
 from ...registry import MODELS
-from ..heads import init_transformer_
 from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
                       RelativePositionBias, build_rel_pos, check_cp_mode, infer_grid,
-                      resize_pos_embed, run_blocks, sincos_pos_embed_2d)
+                      init_transformer_, resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
 from .base import PretrainedBackbone
 from .state_dict import adapt_position_tables, rename_official

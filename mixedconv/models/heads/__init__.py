@@ -1,3 +1,2 @@
-"""Registered components; each module below registers on import."""
-from .mae_decoder import ReconstructionDecoder, init_transformer_  # noqa: F401
+"""Pixel reconstruction targets and loss of the pretraining algorithms."""
 from .reconstruction import patchify, reconstruction_loss, unpatchify  # noqa: F401

@@ -26,8 +26,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 
 from ...registry import MODELS
-from ..heads import init_transformer_, reconstruction_loss
-from ..layers import HomologousAttention, run_blocks
+from ..heads import reconstruction_loss
+from ..layers import HomologousAttention, init_transformer_, run_blocks
 
 SEGMENT_EMBED_PLACEMENTS = ('encoder', 'decoder', None)
 

@@ -1,4 +1,5 @@
-"""The MAE-style pixel decoder shared by ConvMAE and MixedAE."""
+"""The MAE-style pixel decoder shared by ConvMAE and MixedAE, the algorithms' ``neck`` (as
+mmpretrain's ``MAEPretrainDecoder``)."""
 from functools import lru_cache
 
 import torch
@@ -67,15 +68,3 @@ class ReconstructionDecoder(BaseModule):
         for blk in self.decoder_blocks:
             x = blk(x)
         return self.decoder_pred(self.decoder_norm(x))
-
-
-def init_transformer_(module):
-    """MAE initialisation: xavier-uniform Linear weights, zero biases, unit LayerNorms."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
