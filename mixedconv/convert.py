@@ -206,7 +206,7 @@ def backbone_for(state_dict, arch=None, source='checkpoint'):
 
 def build_backbone(family, kwargs):
     """The backbone whose names and shapes the conversion is checked against (built on the
-    CPU with its random init: about 3 s for a Base model)."""
+    CPU with its random init)."""
     return _classes()[family](**kwargs)
 
 

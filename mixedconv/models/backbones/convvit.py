@@ -105,9 +105,9 @@ class ConvViT(PretrainedBackbone):
             :func:`~mixedconv.models.layers.run_blocks`): ``False``, ``True`` (recompute each
             block) or ``'elementwise'`` (keep matmul, attention and convolution outputs,
             recompute the element-wise work). ``None`` (default) is ``'elementwise'`` for
-            stages 1-2 of the skip-masked pretraining path, where it cuts ConvMAE-B's memory
-            per image by about a sixth for about 2% step time (README, Speed and memory), and
-            ``False`` everywhere else.
+            stages 1-2 of the skip-masked pretraining path, where it saves memory for little
+            step time (measured in the README, Speed and memory), and ``False`` everywhere
+            else.
         frozen_stages (int): freeze stages ``0..frozen_stages`` (patch embeds, blocks, and for
             stage 2 also the position embedding and the final norms) and keep them in eval
             mode; -1 freezes nothing.
