@@ -12,7 +12,6 @@ import torch
 from mmengine.config import Config
 
 from mixedconv.benchmark import describe_checkpoint
-from mixedconv.benchmark.tiny import ARCHS
 from mixedconv.checkpoint import safe_load
 from mixedconv.config_data import ConfigTextError, parse_config_text
 from mixedconv.leaderboard import collect

@@ -12,9 +12,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..checkpoint import (BACKBONE_PREFIXES, CheckpointError, safe_load, strip_prefix,
-                          unwrap_state_dict)
+from ..checkpoint import CheckpointError, safe_load, select_encoder, unwrap_state_dict
 from ..config_data import ConfigTextError, parse_config_text
+from ..convert import backbone_for
 from ..leaderboard.collect import infer_method
 from ..families import FAMILIES, parse_arch, plain_arch_of_mmpretrain
 
@@ -133,29 +133,13 @@ def _dict(value):
     return value if isinstance(value, dict) else {}
 
 
-def _count(state_dict, pattern):
-    return len({m.group(1) for k in state_dict for m in [re.match(pattern, k)] if m})
-
-
 def _sizes_from_tensors(path, state_dict):
     """(family, sizes) of the encoder in ``state_dict``: widths and depths, which the tensors
-    show (attention heads they do not)."""
-    prefix = next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
-                  None)
-    if prefix:
-        state_dict = strip_prefix(state_dict, prefix)
-    if 'patch_embed1.proj.weight' in state_dict:
-        dims = tuple(state_dict[f'patch_embed{i}.proj.weight'].shape[0] for i in (1, 2, 3))
-        depths = tuple(_count(state_dict, rf'blocks{i}\.(\d+)\.') for i in (1, 2, 3))
-        return 'ConvViT', dict(embed_dims=dims, depths=depths)
-    for proj, blocks in (('patch_embed.proj.weight', r'blocks\.(\d+)\.'),
-                         ('patch_embed.projection.weight', r'layers\.(\d+)\.')):
-        if proj in state_dict:
-            return 'PlainViT', dict(embed_dim=state_dict[proj].shape[0],
-                                    depth=_count(state_dict, blocks))
-    raise CheckpointError(
-        f'{path} is neither a ConvViT (patch_embed1..3, blocks1..3) nor a plain ViT '
-        f'(patch_embed.proj, blocks.N) checkpoint; first keys: {list(state_dict)[:5]}')
+    show (attention heads they do not), read by the converter's recogniser
+    (:func:`~mixedconv.convert.backbone_for`)."""
+    encoder, _, _ = select_encoder(state_dict, source=path)
+    family, kwargs = backbone_for(encoder, source=path)
+    return family, FAMILIES[family].sizes_of(kwargs['arch'])
 
 
 def _check_sizes(path, family, arch, sizes, said_by):

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from ...registry import MODELS
-from ..layers import Block, LayerNorm6, sincos_pos_embed_2d
+from ..layers import Block, LayerNorm6, init_transformer_, sincos_pos_embed_2d
 
 
 @lru_cache(maxsize=16)
