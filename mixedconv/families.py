@@ -76,11 +76,6 @@ class Family:
                 raise ValueError(f'arch[{key!r}] needs one value per stage (3), got {arch[key]}')
         return {**self.optional, **arch}
 
-    def width(self, arch):
-        """Channels of the last stage (the transformer's width)."""
-        dims = self.settings(arch)[self.required[0]]
-        return dims[-1] if isinstance(dims, (tuple, list)) else dims
-
     def depth(self, arch):
         """Blocks of the transformer stage the recipes index (ConvViT stage 3, PlainViT all)."""
         depth = self.settings(arch)[self.required[1]]
@@ -179,13 +174,6 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (CONVVIT, PLAINVIT)}
 
 # mmpretrain's ViT classes (VisionTransformer, MAEViT, ...) spell the arch differently
 _MMPRETRAIN_VIT_KEYS = {'embed_dims': 'embed_dim', 'num_layers': 'depth', 'num_heads': 'num_heads'}
-
-
-def family(name):
-    """The :class:`Family` registered as ``name``; ValueError naming the valid ones."""
-    if name not in FAMILIES:
-        raise ValueError(f'unknown backbone family {name!r}; valid: {", ".join(FAMILIES)}')
-    return FAMILIES[name]
 
 
 def parse_arch(text):
