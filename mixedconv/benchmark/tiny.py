@@ -12,10 +12,13 @@ from ..families import FAMILIES
 from .recipes import adapt_backbone, adapt_heads, base_dataset, set_data_root
 
 SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
+_VIT = FAMILIES['PlainViT'].tiny
 ARCHS = {
     **{name: dict(family.tiny) for name, family in FAMILIES.items()},
     # mmpretrain's MAE encoder, for the MAE baseline: PlainViT's tiny sizes, its names
-    'MAEViT': dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128),
+    'MAEViT': dict(embed_dims=_VIT['embed_dim'], num_layers=_VIT['depth'],
+                   num_heads=_VIT['num_heads'],
+                   feedforward_channels=int(_VIT['embed_dim'] * _VIT['mlp_ratio'])),
 }
 DECODER = dict(embed_dim=32, depth=1, num_heads=2)
 HEAD_CHANNELS = 32
