@@ -25,8 +25,8 @@ def register_all_modules():
     """Register every mixedconv component, install the safe checkpoint loader and the
     atomic checkpoint writer, and let mmengine resolve ``mixedconv::`` config names
     (idempotent)."""
-    from . import checkpoint, fileio  # noqa: F401  (safe loading, atomic writes: first)
-    from . import data, engine, models  # noqa: F401
+    from . import models  # noqa: F401  (first: it installs the safe loader, atomic writes)
+    from . import data, engine  # noqa: F401
     from .config_files import register_config_scope
     register_config_scope()
 

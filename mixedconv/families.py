@@ -109,13 +109,11 @@ class Family:
         tiny preset, else ``'custom'``."""
         if isinstance(arch, str):
             return SIZE_LETTERS.get(self.canonical(arch), self.canonical(arch).upper())
-        core = self._core(self.settings(arch))
-        if core == self._core(self.tiny):
+        settings = self.settings(arch)
+        if self._core(settings) == self._core(self.tiny):
             return 'tiny'
-        for name, settings in self.arch_zoo.items():
-            if core == self._core(settings):
-                return SIZE_LETTERS[name]
-        return 'custom'
+        name = self.zoo_name(settings)
+        return SIZE_LETTERS[name] if name else 'custom'
 
     def backbone_label(self, arch):
         """``'ConvViT-B'``, ``'ViT-L'``, ``'ViT-tiny'`` (the preset) or ``'ViT-custom'``."""

@@ -128,7 +128,7 @@ class ConvViT(PretrainedBackbone):
                  drop_path_rate=0., learnable_pos_embed=False, with_cp=None, frozen_stages=-1,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        arch = self._parse_arch(arch)
+        arch = CONVVIT.settings(arch)
         dims, depths = arch['embed_dims'], arch['depths']
         self.embed_dims = dims
         self.grid = self.grid_of(to_2tuple(img_size))
@@ -201,9 +201,6 @@ class ConvViT(PretrainedBackbone):
         self._freeze_stages()
 
     # ----------------------------------------------------------------------------- config
-    def _parse_arch(self, arch):
-        return CONVVIT.settings(arch)
-
     def _check_outputs(self):
         if self.out_type not in self.OUT_TYPES:
             raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got {self.out_type!r}')

@@ -18,12 +18,23 @@ from .state_dict import adapt_position_tables, rename_official
 
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
 
-# mmpretrain VisionTransformer / MAEViT name -> timm name (regex, replacement)
+
+def _first_rename(key, renames):
+    """``key`` renamed by the first (regex, replacement) of ``renames`` that matches, or
+    None when none does."""
+    for pattern, replacement in renames:
+        new, count = re.subn(pattern, replacement, key)
+        if count:
+            return new
+    return None
+
+
 # mmseg Feature2Pyramid (the MAE UperNet neck) -> our pyramid, see claim_outside_tensors
 _FEATURE2PYRAMID_RENAMES = (
     (r'^neck\.upsample_4x\.', 'fpn1.'),
     (r'^neck\.upsample_2x\.0\.', 'fpn2.'),
 )
+# mmpretrain VisionTransformer / MAEViT name -> timm name (regex, replacement)
 _MMPRETRAIN_RENAMES = (
     (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
     (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
@@ -133,7 +144,7 @@ class PlainViT(PretrainedBackbone):
                  pretrain_img_size=None, norm_eps=1e-6, fixed_pos_embed=False,
                  attn_layer='Attention', frozen_stages=-1, with_cp=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        settings = self._arch_settings(arch)
+        settings = PLAINVIT.settings(arch)
         self.embed_dim = settings['embed_dim']
         self.depth = settings['depth']
         self.patch_size = patch_size
@@ -210,9 +221,6 @@ class PlainViT(PretrainedBackbone):
         self._freeze_stages()
 
     # ------------------------------------------------------------------ construction
-    def _arch_settings(self, arch):
-        return PLAINVIT.settings(arch)
-
     def _resolve_out_indices(self, out_indices, settings):
         if out_indices is None:
             out_indices = (settings.get('out_indices', (self.depth - 1,))
@@ -386,22 +394,12 @@ class PlainViT(PretrainedBackbone):
         checkpoints keep under ``neck.``."""
         if not hasattr(self, 'fpn1'):
             return {}
-        claimed = {}
-        for key, value in others.items():
-            for pattern, replacement in _FEATURE2PYRAMID_RENAMES:
-                new, count = re.subn(pattern, replacement, key)
-                if count:
-                    claimed[new] = value
-                    break
-        return claimed
+        renamed = {_first_rename(k, _FEATURE2PYRAMID_RENAMES): v for k, v in others.items()}
+        return {k: v for k, v in renamed.items() if k is not None}
 
     @staticmethod
     def _rename_mmpretrain(key):
-        for pattern, replacement in _MMPRETRAIN_RENAMES:
-            new, count = re.subn(pattern, replacement, key)
-            if count:
-                return new
-        return key
+        return _first_rename(key, _MMPRETRAIN_RENAMES) or key
 
     def _adapt_pos_embed(self, pos_embed, has_cls):
         num_tokens = pos_embed.shape[1]

@@ -7,26 +7,14 @@ import torch.nn.functional as F
 from .rel_pos import DecomposedRelPos
 
 
-def fused(q, mask):
-    """Whether :func:`attend` gives ``(q, mask)`` to SDPA: without a mask, with a boolean
-    one, or on CUDA. On other devices a floating-point mask sends SDPA to its unfused math
-    path, which also scans the mask for fully masked rows and copies the logits; forming the
-    logits explicitly, as detectron2's ``modeling/backbone/vit.py`` does, computes the same
-    values with fewer passes over the (N, N) tensor."""
-    return mask is None or q.is_cuda or not mask.is_floating_point()
-
-
-def weighted_values(logits, v, dropout_p=0.):
-    """``softmax(logits) @ v``: (B, heads, N, N) logits, (B, heads, N, C) values."""
-    weights = logits.softmax(dim=-1)
-    if dropout_p:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v
-
-
 def attend(q, k, v, mask=None, scale=None, dropout_p=0.):
-    """``softmax(q @ k^T * scale + mask) @ v`` on (B, heads, N, C/heads) inputs, through
-    ``F.scaled_dot_product_attention`` when :func:`fused`, else explicitly.
+    """``softmax(q @ k^T * scale + mask) @ v`` on (B, heads, N, C/heads) inputs.
+
+    Without a mask, with a boolean one, or on CUDA this is
+    ``F.scaled_dot_product_attention``. On other devices a floating-point mask sends SDPA to
+    its unfused math path, which also scans the mask for fully masked rows and copies the
+    logits; forming the logits explicitly, as detectron2's ``modeling/backbone/vit.py`` does,
+    computes the same values with fewer passes over the (N, N) tensor.
 
     Args:
         q, k, v (Tensor): (B, heads, N, C/heads).
@@ -38,14 +26,17 @@ def attend(q, k, v, mask=None, scale=None, dropout_p=0.):
     Returns:
         Tensor: (B, heads, N, C/heads).
     """
-    if fused(q, mask):
+    if mask is None or q.is_cuda or not mask.is_floating_point():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                               scale=scale)
     if scale is None:
         scale = q.shape[-1] ** -0.5
     logits = (q * scale) @ k.transpose(-2, -1)
     logits += mask
-    return weighted_values(logits, v, dropout_p)
+    weights = logits.softmax(dim=-1)
+    if dropout_p:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v
 
 
 class Attention(nn.Module):
