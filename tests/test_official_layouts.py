@@ -19,6 +19,34 @@ def randomize_(model, seed=0):
     return model
 
 
+@pytest.mark.parametrize('mask_kind', ['float', 'bool', None])
+def test_attend_equals_sdpa_in_values_and_gradients(mask_kind, monkeypatch):
+    """On CPU a float mask takes the explicit path (SDPA is not called), boolean and absent
+    masks the fused kernel; all give SDPA's values and gradients."""
+    import torch.nn.functional as F
+
+    from mixedconv.models.layers.attention import attend
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8, generator=gen, requires_grad=True) for _ in range(3))
+    mask = {'float': torch.randn(1, 3, 10, 10, generator=gen, requires_grad=True),
+            'bool': torch.rand(1, 1, 10, 10, generator=gen) > 0.3, None: None}[mask_kind]
+    if mask_kind == 'bool':
+        mask[..., 0] = True  # no fully masked row
+    inputs = [t for t in (q, k, v, mask) if t is not None and t.requires_grad]
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expected_grads = torch.autograd.grad(expected.square().sum(), inputs)
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, 'scaled_dot_product_attention',
+                        lambda *a, **kw: calls.append(1) or sdpa(*a, **kw))
+    out = attend(q, k, v, mask)
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    assert bool(calls) == (mask_kind != 'float')
+    torch.testing.assert_close(out, expected)
+    for ours, theirs in zip(grads, expected_grads):
+        torch.testing.assert_close(ours, theirs)
+
+
 def test_decomposed_rel_pos_equals_direct_per_query_computation():
     h, w, c = 3, 4, 5
     rel = DecomposedRelPos(c, (h, w))

@@ -104,8 +104,7 @@ def _from_stored_config(path, checkpoint):
         arch = backbone.get('arch', family.default_arch)
         if isinstance(arch, str):
             arch = family.canonical(arch)
-        family = family.name
-        return CheckpointInfo(path, family, arch, method, epochs)
+        return CheckpointInfo(path, family.name, arch, method, epochs)
     if backbone.get('type') == 'MAEViT':  # mmpretrain's MAE encoder, loaded by PlainViT
         return CheckpointInfo(path, 'PlainViT',
                               plain_arch_of_mmpretrain(backbone.get('arch', 'b')), method,
