@@ -82,13 +82,15 @@ def test_homologous_precision():
     ha = HomologousAttention(32, 4)
     x = torch.randn(2, 17, 32)
     sources = torch.randint(0, 4, (2, 16))
-    ha(x, topk=4, num_extra_tokens=1, source_ids=sources)
+    precisions = []
+    ha(x, topk=4, num_extra_tokens=1, source_ids=sources, precisions=precisions)
     # by hand: the kept patch-key mask against the same-source mask
     q, k, _ = ha.split_heads(x)
     keep, _ = topk_key_mask(q @ k.transpose(-2, -1) * ha.scale, 4, 1)
     keep = keep[:, :, 1:, 1:]
     same = (sources[:, None, :, None] == sources[:, None, None, :])
-    torch.testing.assert_close(ha.last_precision, (keep & same).sum() / keep.sum())
+    (precision,) = precisions
+    torch.testing.assert_close(precision, (keep & same).sum() / keep.sum())
     index = torch.arange(4).expand(1, 1, 4, 4)
     assert homologous_precision(index, torch.zeros(1, 4, dtype=torch.long)) == 1
 
@@ -180,6 +182,43 @@ def test_full_loss_trains_every_part(placement):
                  'backbone.blocks.0.attn.qkv.weight', 'backbone.cls_token'):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('with_cp', [True, 'elementwise'])
+def test_checkpointed_encoder_gives_the_same_losses_precision_and_grads(with_cp):
+    """Recomputing the homologous blocks in backward changes no loss, no gradient, and
+    reports each block's precision once."""
+    imgs = torch.randn(4, 3, 64, 64)
+    runs = []
+    for cp in (False, with_cp):
+        torch.manual_seed(0)
+        model = build_mixedae(homologous_blocks=(0, 1)).train()
+        model.backbone.with_cp = cp
+        torch.manual_seed(1)
+        losses = model.loss(imgs)
+        (losses['loss_rec'] + losses['loss_hc']).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((losses, grads))
+    (plain, plain_grads), (lean, lean_grads) = runs
+    for key in plain:
+        torch.testing.assert_close(lean[key], plain[key])
+    assert plain_grads.keys() == lean_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(lean_grads[name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_precisions_are_collected_per_homologous_block():
+    torch.manual_seed(0)
+    model = build_mixedae(homologous_blocks=(0, -1))
+    tokens, grid_hw, cls_pos = model.backbone.embed_patches(torch.randn(4, 3, 64, 64))
+    _, slots = sample_mixing(1, 16, 4)
+    precisions = []
+    model.encode(tokens[:1], grid_hw, cls_pos, slots, precisions)
+    assert len(precisions) == len(model.homologous_blocks) == 2
+    assert all(0 <= p <= 1 for p in precisions)
+    unmixed = []
+    model.encode(tokens[:1], grid_hw, cls_pos, None, unmixed)
+    assert unmixed == []
 
 
 def test_encoder_sees_one_sequence_per_group():

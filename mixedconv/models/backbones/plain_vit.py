@@ -307,6 +307,23 @@ class PlainViT(PretrainedBackbone):
         cls = (self.cls_token + cls_pos).expand(tokens.shape[0], -1, -1)
         return torch.cat([cls, tokens], dim=1)
 
+    def iter_blocks(self, x, grid_hw, block_kwargs=None):
+        """Run the blocks in order (with ``with_cp`` checkpointing), yielding each output.
+
+        Args:
+            x (Tensor): (B, extra + N, D) tokens, class token first.
+            grid_hw (tuple[int, int]): patch grid of the N patch tokens.
+            block_kwargs (dict[int, dict] | None): extra keyword arguments of block i's
+                attention (MixedAE's homologous top-k and source ids).
+
+        Yields:
+            tuple[int, Tensor]: block index i and its output (B, extra + N, D).
+        """
+        block_kwargs = block_kwargs or {}
+        for i, blk in enumerate(self.blocks):
+            x = run_blocks([blk], x, self.with_cp, grid_hw=grid_hw, **block_kwargs.get(i, {}))
+            yield i, x
+
     def format_output(self, x, grid_hw):
         """Turn a (B, extra + N, D) block output into the configured out type."""
         patches = x[:, self.num_extra_tokens:]
@@ -328,10 +345,8 @@ class PlainViT(PretrainedBackbone):
             p, 2p with ``rescale_to_pyramid``), or (B, D) vectors.
         """
         tokens, grid_hw, cls_pos = self.embed_patches(x)
-        x = self.prepend_cls_token(tokens, cls_pos)
         outs = []
-        for i, blk in enumerate(self.blocks):
-            x = run_blocks([blk], x, self.with_cp, grid_hw=grid_hw)
+        for i, x in self.iter_blocks(self.prepend_cls_token(tokens, cls_pos), grid_hw):
             if i in self.out_indices:
                 out = self.norm(x) if (i == self.depth - 1 and self.final_norm) else x
                 outs.append(self.format_output(out, grid_hw))

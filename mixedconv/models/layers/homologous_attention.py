@@ -71,17 +71,10 @@ class HomologousAttention(Attention):
     to store; with a relative position bias the mask is float, see :func:`attend`).
 
     Same constructor arguments and parameters as :class:`Attention`.
-
-    Attributes:
-        last_precision (Tensor | None): homologous precision of the latest forward that was
-            given ``source_ids`` (see :func:`homologous_precision`), for logging.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.last_precision = None
-
-    def forward(self, x, grid_hw=None, topk=None, num_extra_tokens=0, source_ids=None):
+    def forward(self, x, grid_hw=None, topk=None, num_extra_tokens=0, source_ids=None,
+                precisions=None):
         """Attention over (B, T, C) tokens.
 
         Args:
@@ -91,7 +84,9 @@ class HomologousAttention(Attention):
                 of patch tokens, gives plain attention.
             num_extra_tokens (int): leading non-patch tokens.
             source_ids (Tensor | None): (B, T - num_extra_tokens) source image of each patch
-                token; when given, ``last_precision`` is updated.
+                token, for the homologous precision.
+            precisions (list | None): with ``source_ids``, gets this call's homologous
+                precision appended (:func:`homologous_precision`, for logging).
 
         Returns:
             Tensor: (B, T, C).
@@ -118,6 +113,6 @@ class HomologousAttention(Attention):
             mask = keep if bias is None else bias.masked_fill(~keep, float('-inf'))
             out = attend(q32, k32, v32, mask, self.scale,
                          dropout_p=self.attn_drop if self.training else 0.)
-        if source_ids is not None:
-            self.last_precision = homologous_precision(topk_index, source_ids)
+        if source_ids is not None and precisions is not None:
+            precisions.append(homologous_precision(topk_index, source_ids))
         return self.merge_heads(out.to(v.dtype))

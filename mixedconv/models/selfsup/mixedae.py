@@ -27,7 +27,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 
 from ...registry import MODELS
 from ..heads import reconstruction_loss
-from ..layers import HomologousAttention, init_transformer_, run_blocks
+from ..layers import HomologousAttention, init_transformer_
 
 SEGMENT_EMBED_PLACEMENTS = ('encoder', 'decoder', None)
 
@@ -206,7 +206,7 @@ class MixedAE(BaseSelfSupervisor):
                 f'MixedAE splits the {num_patches} patches of an image into {g} equal parts; '
                 f'choose an image size whose patch count is a multiple of {g}')
 
-    def encode(self, tokens, grid_hw, cls_pos, slots=None):
+    def encode(self, tokens, grid_hw, cls_pos, slots=None, precisions=None):
         """Run the encoder on patch tokens.
 
         Args:
@@ -215,21 +215,24 @@ class MixedAE(BaseSelfSupervisor):
             cls_pos (Tensor): (1, 1, D) position embedding of the class token.
             slots (Tensor | None): (M, N) source slot of each token of mixed images; None
                 for unmixed images (no segment embedding, plain attention everywhere).
+            precisions (list | None): with ``slots``, gets the homologous precision (scalar
+                tensor) of every homologous block appended, in block order (checkpointed
+                blocks append again when backward recomputes them, so read it before).
 
         Returns:
             Tensor: (M, 1 + N, D) after the final norm.
         """
         backbone = self.backbone
-        homologous = {}
+        block_kwargs = {}
         if slots is not None:
             if self.segment_embed_placement == 'encoder':
                 tokens = tokens + self.segment_embed[slots]
             homologous = dict(topk=tokens.shape[1] // self.group_size, num_extra_tokens=1,
-                              source_ids=slots)
+                              source_ids=slots, precisions=precisions)
+            block_kwargs = {i: homologous for i in self.homologous_blocks}
         x = backbone.prepend_cls_token(tokens, cls_pos)
-        for i, blk in enumerate(backbone.blocks):
-            kwargs = homologous if i in self.homologous_blocks else {}
-            x = run_blocks([blk], x, backbone.with_cp, grid_hw=grid_hw, **kwargs)
+        for _, x in backbone.iter_blocks(x, grid_hw, block_kwargs):
+            pass
         return backbone.norm(x)
 
     def homologous_contrastive_loss(self, patches, slots):
@@ -255,7 +258,8 @@ class MixedAE(BaseSelfSupervisor):
         b, n, _ = tokens.shape
         self.check_batch(b, n)
         perm, slots = sample_mixing(b // self.group_size, n, self.group_size, tokens.device)
-        latent = self.encode(mix_tokens(tokens, slots), grid_hw, cls_pos, slots)
+        precisions = []
+        latent = self.encode(mix_tokens(tokens, slots), grid_hw, cls_pos, slots, precisions)
         patches = latent[:, 1:]
 
         x_vis, ids_restore, mask = unmix_tokens(patches, perm, self.group_size)
@@ -267,7 +271,5 @@ class MixedAE(BaseSelfSupervisor):
         losses['loss_hc'] = (self.homologous_contrastive_loss(patches, slots)
                              if self.hc_head is not None else patches.new_zeros(()))
         if self.homologous_blocks:
-            losses['homologous_precision'] = torch.stack(
-                [self.backbone.blocks[i].attn.last_precision for i in self.homologous_blocks]
-            ).mean()
+            losses['homologous_precision'] = torch.stack(precisions).mean()
         return losses
