@@ -68,6 +68,24 @@ def test_convvit_skip_path_recomputes_elementwise_work_only():
     assert sum(full[op] for op in MATMULS) > sum(plain[op] for op in MATMULS)
 
 
+def test_skip_path_mode_is_a_named_option():
+    """``skip_path_cp`` sets stages 1-2 of the skip path while ``with_cp`` is None; an
+    explicit ``with_cp`` applies to them too."""
+    torch.manual_seed(0)
+    imgs = torch.randn(2, 3, 64, 64)
+    ids_keep, _, _ = random_masking(2, 16, 0.6, generator=torch.Generator().manual_seed(2))
+    gelus = {}
+    for with_cp, skip_path_cp in ((None, False), (None, 'elementwise'), (False, 'elementwise')):
+        model = ConvViT(arch=CONVVIT, img_size=64, skip_path_cp=skip_path_cp).train()
+        model.with_cp = with_cp
+        ops, _ = backward_ops(model, model.forward_masked(imgs, ids_keep))
+        gelus[with_cp, skip_path_cp] = ops[aten.gelu.default]
+    assert gelus == {(None, False): 0, (None, 'elementwise'): sum(CONVVIT['depths'][:2]),
+                     (False, 'elementwise'): 0}
+    with pytest.raises(ValueError, match="one of False, True, 'elementwise', got None"):
+        ConvViT(arch=CONVVIT, img_size=64, skip_path_cp=None)
+
+
 def test_elementwise_mode_keeps_attention_outputs():
     torch.manual_seed(0)
     vit = PlainViT(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=64).train()

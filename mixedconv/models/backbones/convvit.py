@@ -104,10 +104,13 @@ class ConvViT(PretrainedBackbone):
         with_cp (bool | str | None): activation checkpointing of every block (see
             :func:`~mixedconv.models.layers.run_blocks`): ``False``, ``True`` (recompute each
             block) or ``'elementwise'`` (keep matmul, attention and convolution outputs,
-            recompute the element-wise work). ``None`` (default) is ``'elementwise'`` for
-            stages 1-2 of the skip-masked pretraining path, where it saves memory for little
-            step time (measured in the README, Speed and memory), and ``False`` everywhere
-            else.
+            recompute the element-wise work). ``None`` (default): ``False`` for every block
+            except stages 1-2 of the skip-masked pretraining path, which take
+            ``skip_path_cp``.
+        skip_path_cp (bool | str): the mode of stages 1-2 of the skip-masked pretraining path
+            (:meth:`forward_masked` with ``skip_masked=True``) while ``with_cp`` is None.
+            Default ``'elementwise'``: there it saves memory for little step time (README,
+            Speed and memory); ``False`` keeps every activation.
         frozen_stages (int): freeze stages ``0..frozen_stages`` (patch embeds, blocks, and for
             stage 2 also the position embedding and the final norms) and keep them in eval
             mode; -1 freezes nothing.
@@ -125,8 +128,8 @@ class ConvViT(PretrainedBackbone):
                  window_size=0, global_blocks=(), rel_pos_type=None, use_rel_pos=False,
                  pretrain_img_size=None, norm_eps=1e-6, cblock_norm_eps=1e-5,
                  layer_scale_init=None,
-                 drop_path_rate=0., learnable_pos_embed=False, with_cp=None, frozen_stages=-1,
-                 init_cfg=None):
+                 drop_path_rate=0., learnable_pos_embed=False, with_cp=None,
+                 skip_path_cp='elementwise', frozen_stages=-1, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         arch = CONVVIT.settings(arch)
         dims, depths = arch['embed_dims'], arch['depths']
@@ -145,7 +148,9 @@ class ConvViT(PretrainedBackbone):
                              f'{rel_pos_type!r}')
         self.rel_pos_type = rel_pos_type
         check_cp_mode(with_cp, (None, *CP_MODES))
+        check_cp_mode(skip_path_cp)
         self.with_cp = with_cp
+        self.skip_path_cp = skip_path_cp
         self.frozen_stages = frozen_stages
         self._check_outputs()
 
@@ -288,7 +293,7 @@ class ConvViT(PretrainedBackbone):
         cp = self.block_cp
         if skip_masked:
             kw = dict(ids_keep=ids_keep, grid_hw=grid)
-            cp12 = 'elementwise' if self.with_cp is None else cp
+            cp12 = self.skip_path_cp if self.with_cp is None else cp
             x1 = run_blocks([blk.forward_visible for blk in self.blocks1],
                             self.patch_embed1.forward_blocks(map_to_blocks(x, ids_keep, STRIDE)),
                             cp12, **kw)
