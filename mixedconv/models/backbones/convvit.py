@@ -14,7 +14,7 @@ from mmengine.utils import to_2tuple
 from ...families import CONVVIT
 from ...registry import MODELS
 from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBias,
-                      build_rel_pos, check_cp_mode, init_transformer_, map_to_blocks,
+                      build_rel_pos, channels_last_norm, check_cp_mode, init_transformer_, map_to_blocks,
                       resize_pos_embed, run_blocks, sincos_pos_embed_2d, strided_conv_blocks)
 from .base import PretrainedBackbone
 from .state_dict import adapt_position_tables, rename_official
@@ -40,7 +40,7 @@ class ConvPatchEmbed(nn.Module):
     def forward(self, x):
         """(B, C_in, H, W) -> (B, C, H/stride, W/stride)."""
         x = self.proj(x)
-        return self.act(self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+        return self.act(channels_last_norm(self.norm, x))
 
     def forward_blocks(self, x):
         """Visible blocks (B, L, r, r, C_in) -> (B, L, r/stride, r/stride, C)."""

@@ -2,17 +2,8 @@
 to the backbone's shapes."""
 import re
 
-import torch.nn.functional as F
-
 from ..layers import DecomposedRelPos, RelativePositionBias, infer_grid, resize_pos_embed
-
-
-def _resize_rows(table, rows):
-    """(L, C) -> (rows, C), linear along L (detectron2 ``get_rel_pos``)."""
-    if table.shape[0] == rows:
-        return table
-    out = F.interpolate(table.T.unsqueeze(0).float(), size=rows, mode='linear')
-    return out.squeeze(0).T.to(table.dtype)
+from ..layers.rel_pos import resize_rows
 
 
 def adapt_position_tables(model, state_dict, num_extra_tokens=0):
@@ -62,7 +53,7 @@ def adapt_position_tables(model, state_dict, num_extra_tokens=0):
             for attr in ('rel_pos_h', 'rel_pos_w'):
                 key = prefix + attr
                 if key in state_dict:
-                    state_dict[key] = _resize_rows(state_dict[key],
+                    state_dict[key] = resize_rows(state_dict[key],
                                                    getattr(module, attr).shape[0])
     return state_dict
 

@@ -1,6 +1,6 @@
 """Absolute position embeddings: fixed 2-D sin-cos tables and resizing of learned ones."""
 import torch
-import torch.nn.functional as F
+from mmpretrain.models.utils import resize_pos_embed as mmpretrain_resize_pos_embed
 
 
 def sincos_pos_embed_2d(embed_dim, grid_hw, cls_token=False):
@@ -37,7 +37,8 @@ def sincos_pos_embed_2d(embed_dim, grid_hw, cls_token=False):
 
 
 def resize_pos_embed(pos_embed, src_hw, dst_hw, num_extra_tokens=0):
-    """Resize a learned/fixed position embedding from grid ``src_hw`` to ``dst_hw`` (bicubic).
+    """Resize a learned/fixed position embedding from grid ``src_hw`` to ``dst_hw`` (bicubic,
+    :func:`mmpretrain.models.utils.resize_pos_embed`), after checking that it has that grid.
 
     Args:
         pos_embed (Tensor): (1, num_extra_tokens + Hs*Ws, D).
@@ -52,13 +53,8 @@ def resize_pos_embed(pos_embed, src_hw, dst_hw, num_extra_tokens=0):
     if n_grid != src_hw[0] * src_hw[1]:
         raise ValueError(f'position embedding has {n_grid} grid tokens, which does not fit the '
                          f'{src_hw[0]}x{src_hw[1]} grid it is said to come from')
-    if src_hw == dst_hw:
-        return pos_embed
-    extra, grid = pos_embed[:, :num_extra_tokens], pos_embed[:, num_extra_tokens:]
-    grid = grid.reshape(1, *src_hw, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=dst_hw, mode='bicubic', align_corners=False)
-    grid = grid.to(pos_embed.dtype).flatten(2).transpose(1, 2)
-    return torch.cat([extra, grid], dim=1)
+    return mmpretrain_resize_pos_embed(pos_embed, src_hw, dst_hw, mode='bicubic',
+                                       num_extra_tokens=num_extra_tokens)
 
 
 def infer_grid(num_tokens, target_hw):

@@ -96,13 +96,18 @@ class RelativePositionBias(nn.Module):
         return table[index].permute(2, 0, 1).unsqueeze(0)
 
 
+def resize_rows(table, rows):
+    """(L, C) -> (rows, C), linear along L (detectron2 ``get_rel_pos``)."""
+    if table.shape[0] == rows:
+        return table
+    out = F.interpolate(table.T.unsqueeze(0).float(), size=rows, mode='linear')
+    return out.squeeze(0).T.to(table.dtype)
+
+
 def rel_pos_for(table, q_len, k_len):
     """ViTDet's ``get_rel_pos``: (q_len, k_len, C) rows of a (L, C) table for every
     query/key offset, the table linearly resized to 2 max(q_len, k_len) - 1 rows first."""
-    length = 2 * max(q_len, k_len) - 1
-    if table.shape[0] != length:
-        table = F.interpolate(table.T.unsqueeze(0).float(), size=length,
-                              mode='linear').squeeze(0).T.to(table.dtype)
+    table = resize_rows(table, 2 * max(q_len, k_len) - 1)
     q_coords = torch.arange(q_len, device=table.device)[:, None] * max(k_len / q_len, 1.0)
     k_coords = torch.arange(k_len, device=table.device)[None, :] * max(q_len / k_len, 1.0)
     index = (q_coords - k_coords) + (k_len - 1) * max(q_len / k_len, 1.0)
