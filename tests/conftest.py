@@ -1,3 +1,7 @@
+import os.path as osp
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -7,6 +11,38 @@ from mixedconv.data import make_image_folder
 register_all_modules()  # components and the safe checkpoint loader, for every test
 
 torch.set_num_threads(2)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CLASSIFIER = osp.join(ROOT, 'tests', 'configs', 'tiny_resnet_classifier.py')
+
+
+def _train_classifier(work_dir, data_root, *extra):
+    """``tools/train.py`` on the tiny classifier config, every split read from ``data_root``;
+    ``extra`` are more train.py arguments (more ``--cfg-options`` merge with these)."""
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), CLASSIFIER, '--work-dir',
+           str(work_dir), '--cfg-options', f'data_root={data_root}',
+           f'train_dataloader.dataset.data_root={data_root}',
+           f'val_dataloader.dataset.data_root={data_root}',
+           f'test_dataloader.dataset.data_root={data_root}', *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='session')
+def train_classifier():
+    """The function that trains the tiny classifier: ``(work_dir, data_root, *args)`` ->
+    the finished ``subprocess.CompletedProcess``."""
+    return _train_classifier
+
+
+@pytest.fixture(scope='session')
+def trained_classifier(tmp_path_factory, image_folder):
+    """The work dir of a real mmengine run: 2 iterations of the tiny classifier, validated and
+    checkpointed (``iter_2.pth``) at iteration 2. Shared, so tests must not write into it;
+    copy it to resume from it."""
+    work_dir = tmp_path_factory.mktemp('classifier_run')
+    out = _train_classifier(work_dir, image_folder, '--cfg-options', 'train_cfg.val_interval=2')
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work_dir
 
 
 @pytest.fixture(scope='session')

@@ -4,6 +4,7 @@ More hostile pickles: tests/test_malicious_checkpoints.py; every accepted checkp
 tests/test_checkpoint_layouts.py."""
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -19,54 +20,36 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'tests', 'configs', 'tiny_resnet_classifier.py')
 
 
-def train(work_dir, data_root, *extra):
-    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir',
-           str(work_dir), '--cfg-options', f'data_root={data_root}',
-           f'train_dataloader.dataset.data_root={data_root}',
-           f'val_dataloader.dataset.data_root={data_root}',
-           f'test_dataloader.dataset.data_root={data_root}', *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, image_folder):
-    """A real mmengine run: 2 iterations of a tiny classifier, checkpoint at iteration 2."""
-    work_dir = tmp_path_factory.mktemp('run')
-    out = train(work_dir, image_folder)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return work_dir
-
-
-def test_plain_torch_load_refuses_mmengine_checkpoint(trained):
+def test_plain_torch_load_refuses_mmengine_checkpoint(trained_classifier):
     """Guards the premise: torch's default weights-only load cannot read mmengine checkpoints."""
     with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
-        torch.load(trained / 'iter_2.pth')
+        torch.load(trained_classifier / 'iter_2.pth')
 
 
-def test_mmengine_loader_reads_its_checkpoint(trained):
-    ckpt = _load_checkpoint(str(trained / 'iter_2.pth'), map_location='cpu')
+def test_mmengine_loader_reads_its_checkpoint(trained_classifier):
+    ckpt = _load_checkpoint(str(trained_classifier / 'iter_2.pth'), map_location='cpu')
     assert ckpt['meta']['iter'] == 2
     assert 'log_scalars' in ckpt['message_hub']
 
 
-def test_resume_continues_from_checkpoint(trained, image_folder):
-    out = train(trained, image_folder, '--resume', str(trained / 'iter_2.pth'),
-                '--cfg-options', 'train_cfg.max_iters=4')
+def test_auto_resume_finds_latest(trained_classifier, train_classifier, image_folder, tmp_path):
+    """``--resume`` without a path takes the work dir's latest checkpoint and continues from
+    it; the checkpoint it writes reads back weights-only. (Resuming from a named checkpoint:
+    tests/test_stored_config.py.)"""
+    work_dir = tmp_path / 'run'
+    shutil.copytree(trained_classifier, work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
+    out = train_classifier(work_dir, image_folder, '--resume',
+                           '--cfg-options', 'train_cfg.max_iters=4')
     assert out.returncode == 0, out.stderr[-3000:]
-    log = out.stdout + out.stderr
-    assert 'resumed epoch: 0, iter: 2' in log
-    assert safe_load(trained / 'iter_4.pth')['meta']['iter'] == 4
+    assert f'Load checkpoint from {work_dir / "iter_2.pth"}' in out.stdout + out.stderr
+    assert 'resumed epoch: 0, iter: 2' in out.stdout + out.stderr
+    assert safe_load(work_dir / 'iter_4.pth')['meta']['iter'] == 4
 
 
-def test_auto_resume_finds_latest(trained, image_folder):
-    out = train(trained, image_folder, '--resume', '--cfg-options', 'train_cfg.max_iters=4')
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'resumed epoch: 0, iter: 4' in out.stdout + out.stderr
-
-
-def test_test_tool_evaluates_checkpoint(trained, image_folder):
+def test_test_tool_evaluates_checkpoint(trained_classifier, image_folder, tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, 'tools', 'test.py'), CONFIG,
-           str(trained / 'iter_2.pth'), '--work-dir', str(trained / 'test'),
+           str(trained_classifier / 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
            '--cfg-options', f'test_dataloader.dataset.data_root={image_folder}']
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -20,7 +20,6 @@ from mixedconv.models.backbones.convvit import ConvViT
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')))
 CONFIGS = [c for c in CONFIGS if '/_base_/' not in c]
-CLASSIFIER = osp.join(ROOT, 'tests', 'configs', 'tiny_resnet_classifier.py')
 
 
 def payload(marker):
@@ -90,22 +89,8 @@ def test_benchmark_reads_checkpoint_config_as_data(tmp_path):
     assert cli.returncode == 2 and 'holds a ConvViT encoder, not the PlainViT' in cli.stderr
 
 
-def _train(work_dir, data_root, *extra):
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), CLASSIFIER, '--work-dir',
-           str(work_dir), '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
-           f'val_dataloader.dataset.data_root={data_root}', *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, image_folder):
-    work_dir = tmp_path_factory.mktemp('run')
-    out = _train(work_dir, image_folder, 'train_cfg.val_interval=2')
-    assert out.returncode == 0, out.stderr[-3000:]
-    return work_dir
-
-
 def _crafted(trained, tmp_path, config_text):
+    """The run's ``iter_2.pth`` with ``config_text`` as its stored config."""
     checkpoint = safe_load(trained / 'iter_2.pth')
     checkpoint['meta']['config'] = config_text
     path = tmp_path / 'crafted.pth'
@@ -113,37 +98,42 @@ def _crafted(trained, tmp_path, config_text):
     return path
 
 
-def test_resume_does_not_run_checkpoint_config(trained, image_folder, tmp_path):
+def test_resume_does_not_run_checkpoint_config(trained_classifier, train_classifier,
+                                               image_folder, tmp_path):
     """--resume from a checkpoint whose meta['config'] would create a file: the run resumes
-    and the file is never created. A stale checkpoint temporary is removed at the start."""
+    from iteration 2 to 4 and the file is never created. A stale checkpoint temporary is
+    removed at the start."""
     marker = tmp_path / 'ran'
-    crafted = _crafted(trained, tmp_path, payload(marker))
+    crafted = _crafted(trained_classifier, tmp_path, payload(marker))
     work_dir = tmp_path / 'resumed'
     work_dir.mkdir()
     stale = work_dir / '.iter_4.pth.k2j3h4.part'
     stale.write_bytes(b'half a checkpoint')
-    out = _train(work_dir, image_folder, 'train_cfg.max_iters=4', '--resume', str(crafted))
+    out = train_classifier(work_dir, image_folder, '--cfg-options', 'train_cfg.max_iters=4',
+                           '--resume', str(crafted))
     assert out.returncode == 0, out.stderr[-3000:]
     assert not marker.exists()
     assert 'resumed epoch: 0, iter: 2' in out.stdout + out.stderr
-    assert not stale.exists() and (work_dir / 'iter_4.pth').is_file()
+    assert not stale.exists()
+    assert safe_load(work_dir / 'iter_4.pth')['meta']['iter'] == 4
 
 
-def test_resume_still_checks_the_stored_gpu_count(trained, image_folder, tmp_path):
+def test_resume_still_checks_the_stored_gpu_count(trained_classifier, train_classifier,
+                                                  image_folder, tmp_path):
     """The stored config is read as data, not dropped: mmengine's check that the GPU count
     matches the one the checkpoint was trained with still runs."""
-    crafted = _crafted(trained, tmp_path, 'gpu_ids = [0, 1, 2, 3]\n')
-    out = _train(tmp_path / 'resumed', image_folder, 'train_cfg.max_iters=4', '--resume',
-                 str(crafted))
+    crafted = _crafted(trained_classifier, tmp_path, 'gpu_ids = [0, 1, 2, 3]\n')
+    out = train_classifier(tmp_path / 'resumed', image_folder, '--cfg-options',
+                           'train_cfg.max_iters=4', '--resume', str(crafted))
     assert out.returncode != 0
     assert 'Number of GPUs used for current experiment is not consistent' in out.stderr
 
 
-def test_leaderboard_never_runs_python_files_in_work_dirs(trained, tmp_path):
+def test_leaderboard_never_runs_python_files_in_work_dirs(trained_classifier, tmp_path):
     """A helper script beside a real mmengine run is neither run nor taken as its config."""
     import shutil
     work_dir = tmp_path / 'shared_results'
-    shutil.copytree(trained, work_dir)
+    shutil.copytree(trained_classifier, work_dir)
     (run_dir,) = [d for d in os.listdir(work_dir) if d[:8].isdigit()]
     marker = tmp_path / 'ran'
     helper = work_dir / 'plot_helper.py'
