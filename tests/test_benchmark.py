@@ -140,8 +140,8 @@ def test_launch_commands():
     assert cmd[4:7] == ['-m', 'mixedconv.train', 'c.py']
     assert cmd[-2:] == ['--launcher', 'pytorch']
     slurm = Launch('slurm', gpus=16, partition='gpu')
-    assert slurm.command('c.py', 'w', resume=False)[1:] == [
-        osp.join(ROOT, 'tools', 'slurm_train.sh'), 'gpu', 'mixedconv', 'c.py', 'w']
+    assert slurm.command('c.py', 'w', resume=True) == [
+        sys.executable, '-m', 'mixedconv.slurm', 'gpu', 'mixedconv', 'c.py', 'w', '--resume']
     assert slurm.env()['GPUS'] == '16'
     with pytest.raises(ValueError, match='needs --partition'):
         Launch('slurm')

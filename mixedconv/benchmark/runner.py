@@ -63,7 +63,8 @@ class TaskMismatch(RuntimeError):
 @dataclass
 class Launch:
     """How training processes start: ``'none'`` (one process), ``'pytorch'`` (torchrun with
-    ``gpus`` processes) or ``'slurm'`` (``tools/slurm_train.sh`` on ``partition``)."""
+    ``gpus`` processes) or ``'slurm'`` (:mod:`mixedconv.slurm`: ``srun`` with ``gpus``
+    tasks on ``partition``)."""
     launcher: str = 'none'
     gpus: int = 1
     partition: Optional[str] = None
@@ -78,8 +79,8 @@ class Launch:
         """The command line that trains ``config`` into ``work_dir``."""
         extra = ['--resume'] if resume else []
         if self.launcher == 'slurm':
-            return ['bash', osp.join(REPO, 'tools', 'slurm_train.sh'), self.partition, job_name,
-                    config, work_dir, *extra]
+            return [sys.executable, '-m', 'mixedconv.slurm', self.partition, job_name, config,
+                    work_dir, *extra]
         args = ['-m', 'mixedconv.train', config, '--work-dir', work_dir, *extra]
         if self.launcher == 'pytorch':
             return [sys.executable, '-m', 'torch.distributed.run',
