@@ -5,6 +5,8 @@ import torch
 
 from mixedconv.checkpoint import CheckpointError
 from mixedconv.models.backbones import ConvViT, PlainViT
+from mixedconv.models.layers import infer_grid
+from mixedconv.models.layers.rel_pos import offset_rows
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=32, depth=2, num_heads=2)
@@ -130,6 +132,19 @@ def test_pos_embed_is_resized_and_class_row_dropped(tmp_path):
     src_grid = src.pos_embed[0, 1:].reshape(2, 2, 32)
     dst_grid = vit.pos_embed[0].reshape(4, 4, 32)
     assert (dst_grid[0, 0] - src_grid[0, 0]).norm() < (dst_grid[0, 0] - src_grid[1, 1]).norm()
+
+
+def test_one_grid_inference_for_position_and_offset_tables():
+    """A stored table's grid: the model's when it fits (also non-square), else square."""
+    assert infer_grid(14 * 14, (32, 32)) == (14, 14)
+    assert infer_grid(32 * 48, (32, 48)) == (32, 48)
+    assert infer_grid(offset_rows(7, 7), (14, 14), offset_rows) == (7, 7)
+    assert infer_grid(offset_rows(32, 48), (32, 48), offset_rows) == (32, 48)
+    with pytest.raises(ValueError, match='relative position table with 150 entries; it fits '
+                       'neither the model grid 14x14 nor a square one'):
+        infer_grid(150, (14, 14), offset_rows, 'relative position table')
+    with pytest.raises(ValueError, match='position table with 197 entries'):
+        infer_grid(197, (14, 14))
 
 
 def test_convmae_checkpoint_is_rejected(tmp_path):

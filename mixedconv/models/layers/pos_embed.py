@@ -57,15 +57,35 @@ def resize_pos_embed(pos_embed, src_hw, dst_hw, num_extra_tokens=0):
                                        num_extra_tokens=num_extra_tokens)
 
 
-def infer_grid(num_tokens, target_hw):
-    """Guess the square-ish grid of a checkpoint's ``num_tokens`` position table.
+def grid_tokens(h, w):
+    """Entries of a position embedding of an (h, w) grid: one per token."""
+    return h * w
 
-    A square grid is assumed unless the table already has the target grid's size.
+
+def infer_grid(count, target_hw, size_of=grid_tokens, what='position table'):
+    """The grid (H, W) a checkpoint's table of ``count`` entries was built for.
+
+    That is ``target_hw`` when its size fits, else the square grid that does (checkpoints
+    are square unless they were made for the target).
+
+    Args:
+        count (int): entries (rows or tokens) of the stored table.
+        target_hw (tuple[int, int]): the model's grid.
+        size_of (callable): ``(h, w) -> entries`` of a table of grid (h, w):
+            :func:`grid_tokens` for a position embedding, ``(2h-1)(2w-1)`` offset rows for a
+            relative position bias table.
+        what (str): the table's name in the error.
+
+    Raises:
+        ValueError: no such grid.
     """
-    if num_tokens == target_hw[0] * target_hw[1]:
+    if count == size_of(*target_hw):
         return tuple(target_hw)
-    side = int(round(num_tokens ** 0.5))
-    if side * side != num_tokens:
-        raise ValueError(f'cannot infer the grid of a position table with {num_tokens} tokens; '
-                         'it is neither square nor the size of the model grid')
+    side = 1
+    while size_of(side, side) < count:
+        side += 1
+    if size_of(side, side) != count:
+        raise ValueError(f'cannot infer the grid of a {what} with {count} entries; it fits '
+                         f'neither the model grid {target_hw[0]}x{target_hw[1]} nor a square '
+                         'one')
     return side, side

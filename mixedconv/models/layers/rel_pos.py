@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .pos_embed import infer_grid
+
 REL_POS_TYPES = (None, 'bias', 'shared', 'decomposed')
 
 
@@ -29,14 +31,9 @@ def offset_index(h, w, device=None):
     return (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)
 
 
-def grid_of_table(rows, target_hw):
-    """Grid (H, W) whose offset table has ``rows`` rows (square unless it is the target)."""
-    if rows == (2 * target_hw[0] - 1) * (2 * target_hw[1] - 1):
-        return tuple(target_hw)
-    side = (int(round(rows ** 0.5)) + 1) // 2
-    if (2 * side - 1) ** 2 != rows:
-        raise ValueError(f'relative position table with {rows} rows fits no square grid')
-    return side, side
+def offset_rows(h, w):
+    """Rows of the offset table of an (h, w) grid: one per 2-D offset."""
+    return (2 * h - 1) * (2 * w - 1)
 
 
 class RelativePositionBias(nn.Module):
@@ -60,7 +57,7 @@ class RelativePositionBias(nn.Module):
         self.grid_hw = tuple(grid_hw)
         self.num_extra_tokens = num_extra_tokens
         h, w = self.grid_hw
-        rows = (2 * h - 1) * (2 * w - 1) + 3 * num_extra_tokens
+        rows = offset_rows(h, w) + 3 * num_extra_tokens
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
 
     def resize_table(self, table, src_hw, dst_hw):
@@ -77,7 +74,8 @@ class RelativePositionBias(nn.Module):
 
     def table_grid(self, rows):
         """Grid of a stored table with ``rows`` rows (for loading)."""
-        return grid_of_table(rows - 3 * self.num_extra_tokens, self.grid_hw)
+        return infer_grid(rows - 3 * self.num_extra_tokens, self.grid_hw, offset_rows,
+                          'relative position table')
 
     def forward(self, grid_hw, q=None):
         """Bias for a grid (H, W): (1, heads, T, T), T = extra + H*W."""
