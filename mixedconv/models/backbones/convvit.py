@@ -14,8 +14,9 @@ from mmengine.utils import to_2tuple
 from ...families import CONVVIT
 from ...registry import MODELS
 from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBias,
-                      build_rel_pos, channels_last_norm, check_cp_mode, init_transformer_, map_to_blocks,
-                      resize_pos_embed, run_blocks, sincos_pos_embed_2d, strided_conv_blocks)
+                      build_rel_pos, channels_last_norm, check_cp_mode, init_transformer_,
+                      map_to_blocks, resize_pos_embed, run_blocks, sincos_pos_embed_2d,
+                      strided_conv_blocks)
 from .base import PretrainedBackbone
 from .state_dict import adapt_position_tables, rename_official
 

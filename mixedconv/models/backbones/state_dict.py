@@ -54,7 +54,7 @@ def adapt_position_tables(model, state_dict, num_extra_tokens=0):
                 key = prefix + attr
                 if key in state_dict:
                     state_dict[key] = resize_rows(state_dict[key],
-                                                   getattr(module, attr).shape[0])
+                                                  getattr(module, attr).shape[0])
     return state_dict
 
 

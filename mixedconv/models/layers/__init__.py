@@ -12,9 +12,9 @@ from .visible_blocks import (blocks_to_map, map_to_blocks, strided_conv_blocks,
 from .window import window_partition, window_unpartition
 
 __all__ = ['Attention', 'RelativePositionBias', 'DecomposedRelPos', 'SharedRef',
-           'build_rel_pos', 'REL_POS_TYPES', 'Block', 'LayerNorm6',
-           'run_blocks', 'CP_MODES', 'check_cp_mode', 'CBlock', 'channels_last_norm', 'blocks_to_map',
-           'map_to_blocks', 'strided_conv_blocks', 'visible_depthwise_conv',
+           'build_rel_pos', 'REL_POS_TYPES', 'Block', 'LayerNorm6', 'run_blocks', 'CP_MODES',
+           'check_cp_mode', 'CBlock', 'channels_last_norm', 'blocks_to_map', 'map_to_blocks',
+           'strided_conv_blocks', 'visible_depthwise_conv',
            'HomologousAttention', 'homologous_precision', 'topk_key_mask', 'LayerNorm2d',
            'build_norm_2d', 'infer_grid', 'resize_pos_embed', 'sincos_pos_embed_2d',
            'window_partition', 'window_unpartition', 'init_transformer_']
