@@ -67,3 +67,16 @@ def _fresh_mm_state():
     from mmengine.registry import DefaultScope
     for managed in (MMLogger, MessageHub, DefaultScope):
         managed._instance_dict.clear()
+
+
+@pytest.fixture
+def recording_srun(tmp_path):
+    """A stand-in ``srun`` in ``tmp_path/bin`` that writes its arguments, one per line, to
+    ``tmp_path/srun.args``: returns (bin directory, arguments file)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    args = tmp_path / 'srun.args'
+    srun = bin_dir / 'srun'
+    srun.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {args}\n')
+    srun.chmod(0o755)
+    return bin_dir, args

@@ -63,20 +63,18 @@ def test_installed_train_entry_point_names_a_missing_shipped_config(installed, t
     assert 'mixedconv ships no such config' in out.stderr and '.mim/configs' in out.stderr
 
 
-def test_installed_slurm_launch_needs_no_checkout(installed, tmp_path):
+def test_installed_slurm_launch_needs_no_checkout(installed, recording_srun, tmp_path):
     """``python -m mixedconv.slurm`` of the wheel hands srun (a recording stand-in) the
     installed train module."""
-    srun = tmp_path / 'srun'
-    srun.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path / "args"}\n')
-    srun.chmod(0o755)
+    bin_dir, recorded = recording_srun
     env = dict(os.environ, PYTHONPATH=str(installed), GPUS='4',
-               PATH=os.pathsep.join([str(tmp_path), os.environ['PATH']]))
+               PATH=os.pathsep.join([str(bin_dir), os.environ['PATH']]))
     config = 'mixedconv::convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py'
     out = subprocess.run([sys.executable, '-m', 'mixedconv.slurm', 'gpu', 'job', config, 'wd',
                           '--amp'], cwd=str(tmp_path), env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    args = (tmp_path / 'args').read_text().splitlines()
+    args = recorded.read_text().splitlines()
     assert args[:5] == ['-p', 'gpu', '--job-name=job', '--gres=gpu:4', '--ntasks=4']
     assert args[-6:] == ['-m', 'mixedconv.train', config, '--work-dir=wd', '--launcher=slurm',
                          '--amp']
