@@ -35,6 +35,14 @@ def test_layer_norm_2d_normalises_channels():
     assert torch.allclose(y.var(1, unbiased=False), torch.ones(2, 3, 5), atol=1e-3)
 
 
+def test_layer_norm_2d_returns_a_channels_last_view_not_a_copy():
+    """The pyramid's convolutions get the normalised map as it comes out of the channel
+    LayerNorm (channels-last strides); a contiguous copy made the pyramid's step slower."""
+    x = torch.randn(2, 8, 5, 7)
+    out = LayerNorm2d(8)(x)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+
+
 def test_vitdet_backbone_and_neck_from_mmdet_registry():
     """ViTDet wiring: windowed PlainViT (last block) -> pyramid, built through mmdet's registry
     (mixedconv registers in the root registry), gradients reach the backbone."""
