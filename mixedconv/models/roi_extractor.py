@@ -20,6 +20,10 @@ class Float32SingleRoIExtractor(SingleRoIExtractor):
     (torchvision's roi_align under autocast), as mmdet 2.x did (``force_fp32`` on this
     forward). Same arguments as ``SingleRoIExtractor``.
 
+    The maps are also made contiguous: mmcv 2.1's RoIAlign kernel (CPU and CUDA) reads its
+    input as a contiguous NCHW buffer without looking at the strides, and pools wrong values
+    from a channels-last map, which LayerNorm2d and the convolutions after it produce.
+
     Args (forward):
         feats (tuple[Tensor]): ``(B, C, H_l, W_l)`` maps of any floating dtype.
         rois (Tensor): ``(K, 5)`` as ``[batch index, x1, y1, x2, y2]``.
@@ -31,6 +35,6 @@ class Float32SingleRoIExtractor(SingleRoIExtractor):
     def forward(self, feats, rois, roi_scale_factor=None):
         dtype = feats[0].dtype
         with torch.autocast(device_type=feats[0].device.type, enabled=False):
-            pooled = super().forward(tuple(f.float() for f in feats), rois.float(),
+            pooled = super().forward(tuple(f.float().contiguous() for f in feats), rois.float(),
                                      roi_scale_factor)
         return pooled.to(dtype)

@@ -266,7 +266,9 @@ class ConvViT(PretrainedBackbone):
         if 3 in self.out_indices:
             levels.append(self.level4_conv(x3) if self.out_level4 == 'conv'
                           else F.max_pool2d(x3, 2))
-        return tuple(levels[i] for i in self.out_indices)
+        # contiguous NCHW, as every mm backbone returns: mmcv kernels (RoIAlign) read the
+        # raw buffer, and the stage maps here are channels-last views
+        return tuple(levels[i].contiguous() for i in self.out_indices)
 
     def forward_masked(self, x, ids_keep, skip_masked=True):
         """The ConvMAE pretraining encoder up to (not including) fusion and the final norm.

@@ -352,7 +352,9 @@ class PlainViT(PretrainedBackbone):
                 outs.append(self.format_output(out, grid_hw))
         if self.rescale_to_pyramid:
             outs = [fpn(o) for fpn, o in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), outs)]
-        return tuple(outs)
+        # contiguous NCHW, as every mm backbone returns (the token grid is a transposed view;
+        # mmcv kernels such as RoIAlign read the raw buffer)
+        return tuple(o.contiguous() for o in outs)
 
     # ------------------------------------------------------------------ transfer
     def get_layer_depth(self, param_name, prefix=''):

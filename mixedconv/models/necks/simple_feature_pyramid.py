@@ -80,11 +80,14 @@ class SimpleFeaturePyramid(BaseModule):
             inputs (tuple[Tensor] | Tensor): backbone maps; the last one, (B, C, H, W), is used.
 
         Returns:
-            tuple[Tensor]: ``num_outs`` maps (B, out_channels, H*s, W*s), finest first.
+            tuple[Tensor]: ``num_outs`` contiguous maps (B, out_channels, H*s, W*s), finest
+            first.
         """
         x = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
         outs = [out_conv(lateral(resample(x))) for resample, lateral, out_conv in
                 zip(self.resamplers, self.lateral_convs, self.output_convs)]
         if self.num_outs > len(outs):
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
-        return tuple(outs)
+        # contiguous NCHW: LayerNorm2d returns channels-last views, and mmcv's RoIAlign kernel
+        # reads its input as a contiguous buffer
+        return tuple(o.contiguous() for o in outs)
