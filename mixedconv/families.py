@@ -13,8 +13,9 @@ Arch sizes: ConvMAE paper Table 1 and Alpha-VL/ConvMAE ``models_convmae.py``
 ``VisionTransformer.arch_zoo`` with ViTDet's output blocks (detectron2
 ``projects/ViTDet/configs``).
 """
+import re
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 Arch = Union[str, Mapping]
 
@@ -38,6 +39,18 @@ class Family:
         tensor_sizes: keys whose values a checkpoint's tensors reveal (widths, depths;
             attention heads they do not).
         tiny: the arch of the tests and the embedded benchmark (a dict, not in the zoo).
+        noun: what messages call an encoder of the family.
+        markers: the first parameter of the encoder, under every name a loader accepts; a
+            state dict holding one holds this family's encoder.
+        transfer_only: pattern of the backbone's parameter names that exist only at transfer
+            and that no pretraining checkpoint holds (relative position tables, layer scale,
+            the /32 level, the pyramid, the fine-tuning ``fc_norm``).
+        must_load: pattern of the tensors that change what the backbone computes: when a
+            checkpoint holds one, the backbone must take it, else the checkpoint was trained
+            with other backbone options.
+        kwargs_from_tensors: ``state_dict -> dict`` of the backbone's constructor arguments
+            that encoder tensors (prefix removed, our names) show; ValueError when they are
+            incomplete.
     """
     name: str
     label: str
@@ -49,6 +62,19 @@ class Family:
     per_stage: Tuple[str, ...]
     tensor_sizes: Tuple[str, ...]
     tiny: Mapping
+    noun: str
+    markers: Tuple[str, ...]
+    transfer_only: str
+    must_load: str
+    kwargs_from_tensors: Callable[[Mapping], dict]
+
+    def is_transfer_only(self, name):
+        """Whether parameter ``name`` exists only at transfer (:attr:`transfer_only`)."""
+        return re.search(self.transfer_only, name) is not None
+
+    def is_must_load(self, name):
+        """Whether a checkpoint tensor ``name`` must be taken (:attr:`must_load`)."""
+        return re.search(self.must_load, name) is not None
 
     def canonical(self, name):
         """The arch_zoo key of ``name`` (either spelling); ValueError naming the valid ones."""
@@ -136,6 +162,108 @@ class Family:
         return {k: settings[k] for k in self.tensor_sizes}
 
 
+# ----------------------------------------------------------------------------------------
+# constructor arguments from a checkpoint's tensors (shapes only: no torch needed)
+
+_REL_POS = r'(relative_position_bias_table|rel_pos_[hw])$'
+_LAYER_SCALE = r'\.ls[12]\.gamma$'
+
+
+def _count(state_dict, pattern):
+    return len({m.group(1) for k in state_dict for m in [re.match(pattern, k)] if m})
+
+
+def _square_side(n):
+    side = int(round(n ** 0.5))
+    return side if side * side == n else None
+
+
+def _heads(state_dict, dim, block_prefix):
+    """Attention heads, where a relative position table shows them (BEiT tables: one column
+    per head; decomposed tables: one column per head channel); else a 64-channel head as in
+    every released ViT/ConvViT size. No tensor of the default backbone depends on it."""
+    for key, value in state_dict.items():
+        if key.startswith(block_prefix) and len(value.shape) == 2:
+            if key.endswith('relative_position_bias_table'):
+                return value.shape[1]
+            if key.endswith(('rel_pos_h', 'rel_pos_w')) and dim % value.shape[1] == 0:
+                return dim // value.shape[1]
+    return dim // 64 if dim % 64 == 0 and dim >= 64 else 1
+
+
+def _ratio(hidden, dim):
+    ratio = hidden / dim
+    return int(ratio) if float(ratio).is_integer() else ratio
+
+
+def _convvit_kwargs(sd):
+    """ConvViT arguments of official ConvMAE-named tensors: sizes, image size, final or
+    fine-tuning norm, the SEG /32 convolution, layer scale."""
+    dims = tuple(sd[f'patch_embed{i}.proj.weight'].shape[0] for i in (1, 2, 3))
+    depths = tuple(_count(sd, rf'blocks{i}\.(\d+)\.') for i in (1, 2, 3))
+    if 0 in depths:
+        raise ValueError(f'ConvViT stage depths {depths}: a stage has no blocks')
+    mlp = tuple(_ratio(sd[f'blocks{i + 1}.0.mlp.fc1.weight'].shape[0], dims[i])
+                for i in range(3))
+    arch = dict(embed_dims=dims, depths=depths, num_heads=_heads(sd, dims[2], 'blocks3.'),
+                mlp_ratios=mlp)
+    kwargs = dict(arch=CONVVIT.zoo_name(arch, CONVVIT.tensor_sizes + ('mlp_ratios',)) or arch)
+    if 'pos_embed' in sd:
+        side = _square_side(sd['pos_embed'].shape[1])
+        if side is None:
+            raise ValueError(f"ConvViT pos_embed {tuple(sd['pos_embed'].shape)} is not a "
+                             'square grid; its image size cannot be told')
+        kwargs['img_size'] = side * 16
+    kwargs['in_channels'] = sd['patch_embed1.proj.weight'].shape[1]
+    if 'fc_norm.weight' in sd:
+        kwargs['out_type'] = 'avg_featmap'  # the fine-tuned model: fc_norm, no norm
+    elif 'norm.weight' not in sd:
+        kwargs['final_norm'] = False  # the detection/segmentation backbones
+    if 'level4_conv.conv.weight' in sd:  # the SEG /32 convolution (SEG/backbone/convmae.py)
+        norm = any(k.startswith('level4_conv.') and not k.startswith('level4_conv.conv.')
+                   for k in sd)
+        kwargs.update(out_indices=(0, 1, 2, 3), out_level4='conv', level4_cfg=dict(
+            bias='level4_conv.conv.bias' in sd, norm_cfg=dict(type='BN') if norm else None))
+    if any(re.search(_LAYER_SCALE, k) for k in sd):
+        kwargs['layer_scale_init'] = 1.0
+    return kwargs
+
+
+def _plainvit_kwargs(sd):
+    """PlainViT arguments of timm-named tensors: sizes, patch and image size, class token,
+    final or fine-tuning norm, the folded pyramid, layer scale."""
+    proj = sd['patch_embed.proj.weight']
+    dim, depth = proj.shape[0], _count(sd, r'blocks\.(\d+)\.')
+    if not depth:
+        raise ValueError('plain ViT checkpoint without blocks.N tensors')
+    arch = dict(embed_dim=dim, depth=depth, num_heads=_heads(sd, dim, 'blocks.'),
+                mlp_ratio=_ratio(sd['blocks.0.mlp.fc1.weight'].shape[0], dim))
+    name = PLAINVIT.zoo_name(arch, PLAINVIT.tensor_sizes + ('mlp_ratio',))
+    kwargs = dict(arch=name or arch, patch_size=proj.shape[-1], in_channels=proj.shape[1])
+    with_cls = 'cls_token' in sd
+    kwargs['with_cls_token'] = with_cls
+    if 'pos_embed' in sd:
+        tokens = sd['pos_embed'].shape[1]
+        side = _square_side(tokens - int(with_cls)) or _square_side(tokens - 1 + int(with_cls))
+        if side is None:
+            raise ValueError(f"plain ViT pos_embed {tuple(sd['pos_embed'].shape)} is not a "
+                             'square grid (with or without a class row); its image size '
+                             'cannot be told')
+        kwargs['img_size'] = side * proj.shape[-1]
+    if 'blocks.0.attn.qkv.weight' in sd and 'blocks.0.attn.qkv.bias' not in sd:
+        kwargs['qkv_bias'] = False
+    if 'fc_norm.weight' in sd:
+        kwargs['out_type'] = 'avg_featmap'  # MAE models_vit.py global_pool: fc_norm
+    if 'norm.weight' not in sd:
+        kwargs['final_norm'] = False
+    if 'fpn1.0.weight' in sd:
+        kwargs.update(rescale_to_pyramid=True, out_type='featmap',
+                      out_indices=tuple(depth * q // 4 - 1 for q in (1, 2, 3, 4)))
+    if any(re.search(_LAYER_SCALE, k) for k in sd):
+        kwargs['layer_scale_init'] = 1.0
+    return kwargs
+
+
 _VIT_OUT = (3, 5, 7, 11)
 CONVVIT = Family(
     name='ConvViT', label='ConvViT', default_arch='b',
@@ -152,7 +280,11 @@ CONVVIT = Family(
     arch_aliases={'small': 's', 'base': 'b', 'large': 'l', 'huge': 'h'},
     required=('embed_dims', 'depths', 'num_heads', 'mlp_ratios'), optional={},
     per_stage=('embed_dims', 'depths', 'mlp_ratios'), tensor_sizes=('embed_dims', 'depths'),
-    tiny=dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2)))
+    tiny=dict(embed_dims=(16, 32, 64), depths=(1, 1, 2), num_heads=2, mlp_ratios=(2, 2, 2)),
+    noun='ConvViT', markers=('patch_embed1.proj.weight',),
+    transfer_only=rf'{_REL_POS}|\.ls[12]\.|^level4_conv\.|^fc_norm\.',
+    must_load=rf'{_REL_POS}|{_LAYER_SCALE}|^level4_conv\.',
+    kwargs_from_tensors=_convvit_kwargs)
 
 PLAINVIT = Family(
     name='PlainViT', label='ViT', default_arch='base',
@@ -166,7 +298,11 @@ PLAINVIT = Family(
     arch_aliases={'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'h': 'huge'},
     required=('embed_dim', 'depth', 'num_heads'), optional={'mlp_ratio': 4.},
     per_stage=(), tensor_sizes=('embed_dim', 'depth'),
-    tiny=dict(embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.))
+    tiny=dict(embed_dim=64, depth=4, num_heads=2, mlp_ratio=2.),
+    noun='plain ViT', markers=('patch_embed.proj.weight', 'patch_embed.projection.weight'),
+    transfer_only=rf'{_REL_POS}|\.ls[12]\.|^fpn|^fc_norm\.',
+    must_load=rf'{_REL_POS}|{_LAYER_SCALE}',
+    kwargs_from_tensors=_plainvit_kwargs)
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (CONVVIT, PLAINVIT)}
 

@@ -3,9 +3,10 @@
 mmengine serialises a checkpoint to bytes and hands them to the file backend registered for
 plain paths (``LocalBackend.put``), which opens the final name and writes into it: a crash, a
 full disk or a SIGKILL in the middle leaves a truncated ``iter_N.pth`` that a later
-``--resume`` picks up. :class:`AtomicLocalBackend` replaces that backend (on
-``import mixedconv``): it writes to a temporary file in the same directory, flushes and
-fsyncs it, and renames it over the final name, so the name holds either the previous
+``--resume`` picks up. :class:`AtomicLocalBackend` replaces that backend
+(:func:`install_atomic_writes`, which registering mixedconv calls): it writes to a
+temporary file in the same directory, flushes and fsyncs it, and renames it over the final
+name, so the name holds either the previous
 complete file or the new complete one. mmengine writes ``last_checkpoint`` only after
 ``put`` returned, so it never names a checkpoint that was not fully written.
 """
@@ -105,6 +106,8 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(filepath, obj.encode(encoding))
 
 
-# plain paths (no URL scheme) resolve to this backend in mmengine.fileio.get_file_backend,
-# which mmengine.runner.save_checkpoint uses for every checkpoint
-register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+def install_atomic_writes():
+    """Make :class:`AtomicLocalBackend` mmengine's backend for plain paths (no URL scheme),
+    which ``mmengine.fileio.get_file_backend`` gives ``save_checkpoint`` for every checkpoint
+    (idempotent)."""
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from mixedconv.checkpoint import find_encoder
 from mixedconv.models.backbones import ConvViT, PlainViT
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -67,7 +68,7 @@ class Layout:
         missing, unexpected, fresh: the other counts of the load report (0 for every
             layout here).
         transfer: encoder tensors that a backbone of default options has no place for
-            (relative position tables); :func:`mixedconv.convert.convert_checkpoint` keeps
+            (relative position tables); :func:`mixedconv.checkpoint.convert_checkpoint` keeps
             them.
     """
     name: str
@@ -104,6 +105,16 @@ def save(obj, path, legacy=False):
     """``torch.save`` in the zip format, or the legacy one."""
     torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
     return str(path)
+
+
+def save_as_arrays(obj, path):
+    """``torch.save`` of ``obj`` with the tensors of its state dict as numpy arrays, as
+    detectron2's model zoo stores weights."""
+    def arrays(state):
+        return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    key = next((k for k in ('model', 'state_dict') if isinstance(obj.get(k), dict)), None)
+    obj = {**obj, key: arrays(obj[key])} if key else arrays(obj)
+    return save(obj, path)
 
 
 def save_legacy(obj, path):
@@ -316,7 +327,7 @@ def _detectron2_layout(name, directory, family, kwargs, prefix, rename, buffers,
     sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.02, momentum=0.9)
     trainer = {'iteration': 89999, 'optimizer': sgd.state_dict(),
                'hooks': {'LRScheduler': {'base_lrs': [0.02], 'last_epoch': 89999}}}
-    path = save({'model': state, 'trainer': trainer, 'iteration': 89999},
+    path = writer({'model': state, 'trainer': trainer, 'iteration': 89999},
                 osp.join(directory, f'{name}_model_final.pth'))
     transfer = sum(1 for k in weights if re.search(r'relative_position_bias_table|rel_pos_[hw]',
                                                    k))
@@ -451,8 +462,8 @@ def mmengine_runs(directory):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         weights = dict(model.backbone.state_dict())
         total = len(model.state_dict())
-        if family == 'PlainViT':
-            weights = PlainViT(**kwargs).convert_state_dict(weights)
+        if family == 'PlainViT':  # mmpretrain's MAEViT names, as ours
+            weights = find_encoder(weights, 'PlainViT').adapted(PlainViT(**kwargs))
 
         def layout(label, path):
             return Layout(label, path, family, kwargs, weights, matched=len(weights),
@@ -533,5 +544,6 @@ def rewritten(layout, directory, writer, label):
 
 
 __all__ = ['Layout', 'LAYOUTS', 'TINY_CONV', 'TINY_VIT', 'build_backbone', 'randomized',
-           'save', 'save_legacy', 'save_as_numpy1', 'mmengine_runs', 'rewritten',
+           'save', 'save_legacy', 'save_as_numpy1', 'save_as_arrays', 'mmengine_runs',
+           'rewritten',
            'pickled_globals']

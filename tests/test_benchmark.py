@@ -128,7 +128,7 @@ def test_describe_released_checkpoints(tmp_path):
     assert describe_checkpoint(str(d2), 'ConvMAE').backbone_label == 'ConvViT-B'
     other = tmp_path / 'resnet.pth'
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, other)
-    with pytest.raises(CheckpointError, match='neither a ConvViT'):
+    with pytest.raises(CheckpointError, match='holds no ConvViT'):
         describe_checkpoint(str(other))
 
 

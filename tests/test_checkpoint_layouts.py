@@ -4,7 +4,10 @@ with the load report's counts and the tensors' values checked (layouts built by
 tests/layouts.py)."""
 import argparse
 import importlib.util
+import os
 import os.path as osp
+import subprocess
+import sys
 import types
 
 import pytest
@@ -13,11 +16,11 @@ from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import layouts as L
-from mixedconv.checkpoint import CheckpointError, export_encoder, safe_load
-from mixedconv.convert import convert_checkpoint
+from mixedconv.checkpoint import (CheckpointError, convert_checkpoint, export_encoder,
+                                  safe_load)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-WRITERS = {'zip': L.save, 'legacy': L.save_legacy}
+WRITERS = {'zip': L.save, 'legacy': L.save_legacy, 'arrays': L.save_as_arrays}
 STATIC = [(name, writer) for name in L.LAYOUTS for writer in WRITERS]
 RUNS = ['mmengine_convmae', 'mmengine_convmae_empty_buffer', 'mmengine_convmae_weights',
         'mmengine_mmpretrain_mae']
@@ -224,7 +227,7 @@ def test_convert_arch_must_agree_with_the_tensors(tmp_path, run_tool):
 
 
 @pytest.mark.parametrize('content, message', [
-    ({'state_dict': {'fc.weight': torch.zeros(2, 2)}}, 'neither a ConvViT'),
+    ({'state_dict': {'fc.weight': torch.zeros(2, 2)}}, 'holds no ConvViT'),
     ({'epoch': 3, 'optimizer': {}}, 'unknown checkpoint layout'),
     ([torch.zeros(1)], 'not a dict of tensors'),
 ])
@@ -258,3 +261,30 @@ def test_export_encoder_names_a_file_without_encoder(tmp_path):
     layout = L.mae_pretrain_release(str(tmp_path))
     with pytest.raises(CheckpointError, match="no key of .* starts with 'backbone.'"):
         export_encoder(layout.path, tmp_path / 'enc.pth', prefix='backbone.')
+
+
+@pytest.mark.parametrize('tool', ['convert_checkpoint.py', 'export_encoder.py'])
+@pytest.mark.parametrize('same', ['same path', 'hard link'])
+def test_tools_refuse_to_overwrite_their_source(tool, same, tmp_path):
+    layout = L.LAYOUTS['mae_pretrain_release'](str(tmp_path))
+    before = open(layout.path, 'rb').read()
+    dst = layout.path
+    if same == 'hard link':
+        dst = str(tmp_path / 'link.pth')
+        os.link(layout.path, dst)
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), layout.path, dst],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith('error: ') and 'is the input checkpoint' in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert open(layout.path, 'rb').read() == before
+
+
+def test_numpy_array_checkpoint_is_described_by_the_benchmark(tmp_path):
+    """detectron2's model zoo keeps arrays: the benchmark reads the same tensors the loaders
+    read."""
+    from mixedconv.benchmark.checkpoints import describe_checkpoint
+    layout = L.LAYOUTS['detectron2_vitdet'](str(tmp_path), L.save_as_arrays)
+    # the tiny sizes are no zoo arch, so the description stops at them, read from the arrays
+    with pytest.raises(CheckpointError, match=r"sizes \{'embed_dim': 32, 'depth': 4\} match no"):
+        describe_checkpoint(layout.path, method='MAE')

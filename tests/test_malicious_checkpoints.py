@@ -24,8 +24,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from layouts import TINY_VIT
 from mixedconv.checkpoint import (CheckpointError, CheckpointRefused, allow_list,
-                                  export_encoder, safe_load)
-from mixedconv.convert import convert_checkpoint
+                                  convert_checkpoint, export_encoder, safe_load)
 from mixedconv.models.backbones import PlainViT
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -14,8 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mixedconv.checkpoint import CheckpointError  # noqa: E402
-from mixedconv.convert import convert_checkpoint  # noqa: E402
+from mixedconv.checkpoint import CheckpointError, convert_checkpoint  # noqa: E402
 
 
 def parse_args(argv=None):

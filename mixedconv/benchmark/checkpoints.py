@@ -12,9 +12,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..checkpoint import CheckpointError, safe_load, select_encoder, unwrap_state_dict
+from ..checkpoint import (CheckpointError, backbone_for, find_encoder, safe_load,
+                          unwrap_state_dict)
 from ..config_data import ConfigTextError, parse_config_text
-from ..convert import backbone_for
 from ..leaderboard.collect import infer_method
 from ..families import FAMILIES, parse_arch, plain_arch_of_mmpretrain
 
@@ -135,9 +135,8 @@ def _dict(value):
 def _sizes_from_tensors(path, state_dict):
     """(family, sizes) of the encoder in ``state_dict``: widths and depths, which the tensors
     show (attention heads they do not), read by the converter's recogniser
-    (:func:`~mixedconv.convert.backbone_for`)."""
-    encoder, _, _ = select_encoder(state_dict, source=path)
-    family, kwargs = backbone_for(encoder, source=path)
+    (:func:`~mixedconv.checkpoint.backbone_for`)."""
+    family, kwargs = backbone_for(find_encoder(state_dict, source=path), source=path)
     return family, FAMILIES[family].sizes_of(kwargs['arch'])
 
 

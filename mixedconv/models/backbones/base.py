@@ -1,21 +1,34 @@
-"""Common loading behaviour of mixedconv backbones."""
+"""What every mixedconv backbone declares for checkpoint loading."""
 from mmengine.model import BaseModule
 
 from ...checkpoint import load_pretrained
+from ...families import FAMILIES
 
 
 class PretrainedBackbone(BaseModule):
     """A backbone whose ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` goes
     through :func:`mixedconv.checkpoint.load_pretrained` instead of mmengine's silent
     ``strict=False`` load: the result is logged, kept in ``self.load_report``, and a checkpoint
-    of another architecture raises.
+    that does not fit raises. ``init_cfg`` may also carry ``min_matched`` (default 0.5).
 
-    Subclasses initialise their random weights in ``__init__`` and may define
-    ``convert_state_dict(state_dict)`` and ``is_fresh_param(name)`` (see ``load_pretrained``).
-    ``init_cfg`` may also carry ``min_matched`` (default 0.5).
+    What the loader asks a backbone (subclasses set the first and keep the others current):
+
+    Attributes:
+        family (str): its family in :data:`mixedconv.families.FAMILIES` (arch table, the
+            source layouts its checkpoints come in, the transfer-only rule).
+        pos_grid (tuple[int, int]): the token grid ``pos_embed`` is stored for.
+        num_extra_tokens (int): class-token rows of ``pos_embed`` (0 or 1).
     """
 
+    family = None
+    pos_grid = None
+    num_extra_tokens = 0
     load_report = None
+
+    def is_fresh_param(self, name):
+        """Whether parameter ``name`` exists only at transfer, so that no pretraining
+        checkpoint has it (the family's :attr:`~mixedconv.families.Family.transfer_only`)."""
+        return FAMILIES[self.family].is_transfer_only(name)
 
     def init_weights(self):
         cfg = self.init_cfg

@@ -18,7 +18,6 @@ from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBi
                       map_to_blocks, resize_pos_embed, run_blocks, sincos_pos_embed_2d,
                       strided_conv_blocks)
 from .base import PretrainedBackbone
-from .state_dict import adapt_position_tables, rename_official
 
 STRIDE = 16
 
@@ -120,6 +119,7 @@ class ConvViT(PretrainedBackbone):
             checkpoints).
     """
 
+    family = CONVVIT.name
     arch_zoo = CONVVIT.arch_zoo
     arch_aliases = CONVVIT.arch_aliases
     OUT_TYPES = ('featmap', 'avg_featmap')
@@ -368,28 +368,3 @@ class ConvViT(PretrainedBackbone):
                             'windowed_rel_pos_bias.', 'global_rel_pos_bias.')):
             return 0, num_layers
         return num_layers - 1, num_layers
-
-    def convert_state_dict(self, state_dict):
-        """Adapt a checkpoint to this model (returns a new dict).
-
-        Official transfer checkpoints are renamed (:func:`~.state_dict.rename_official`; the
-        SEG backbone's /32 level ``fpn.0``/``fpn.1`` becomes ``level4_conv``'s conv and norm),
-        then the position embedding and relative position tables are resized
-        (:func:`~.state_dict.adapt_position_tables`).
-        """
-        state_dict = rename_official(state_dict)
-        if hasattr(self, 'level4_conv'):
-            norm = getattr(self.level4_conv, 'norm_name', None)
-            renames = [(r'^fpn\.0\.', 'level4_conv.conv.')]
-            if norm:
-                renames.append((r'^fpn\.1\.', f'level4_conv.{norm}.'))
-            state_dict = rename_official(state_dict, renames)
-        return adapt_position_tables(self, state_dict)
-
-    def is_fresh_param(self, name):
-        """Parameters no pretraining checkpoint has: relative position tables, LayerScale,
-        the /32 convolution and the fine-tuning ``fc_norm``."""
-        return (name.endswith(('relative_position_bias_table', 'rel_pos_h', 'rel_pos_w'))
-                or '.ls1.' in name or '.ls2.' in name
-                or name.startswith(('level4_conv.', 'fc_norm.')))
-

@@ -10,44 +10,12 @@ from mmengine.utils import to_2tuple
 from ...families import PLAINVIT
 from ...registry import MODELS
 from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
-                      RelativePositionBias, build_rel_pos, check_cp_mode, infer_grid,
+                      RelativePositionBias, build_rel_pos, check_cp_mode,
                       init_transformer_, resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
 from .base import PretrainedBackbone
-from .state_dict import adapt_position_tables, rename_official
 
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
-
-
-def _first_rename(key, renames):
-    """``key`` renamed by the first (regex, replacement) of ``renames`` that matches, or
-    None when none does."""
-    for pattern, replacement in renames:
-        new, count = re.subn(pattern, replacement, key)
-        if count:
-            return new
-    return None
-
-
-# mmseg Feature2Pyramid (the MAE UperNet neck) -> our pyramid, see claim_outside_tensors
-_FEATURE2PYRAMID_RENAMES = (
-    (r'^neck\.upsample_4x\.', 'fpn1.'),
-    (r'^neck\.upsample_2x\.0\.', 'fpn2.'),
-)
-# mmpretrain VisionTransformer / MAEViT name -> timm name (regex, replacement)
-_MMPRETRAIN_RENAMES = (
-    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
-    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
-    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
-    (r'^layers\.(\d+)\.attn\.gamma1\.weight$', r'blocks.\1.ls1.gamma'),
-    (r'^layers\.(\d+)\.ffn\.gamma2\.weight$', r'blocks.\1.ls2.gamma'),
-    (r'^layers\.(\d+)\.gamma_([12])$', r'blocks.\1.ls\2.gamma'),
-    (r'^layers\.(\d+)\.attn\.', r'blocks.\1.attn.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
-    (r'^ln1\.', 'norm.'),
-    (r'^ln2\.', 'fc_norm.'),
-)
 
 
 class PatchEmbed(nn.Module):
@@ -68,7 +36,7 @@ class PlainViT(PretrainedBackbone):
     ``cls_token``, ``pos_embed``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``,
     ``norm``), so timm, MAE and MixedAE encoder checkpoints load without conversion and
     mmpretrain ``VisionTransformer``/``MAEViT`` checkpoints load after renaming
-    (:meth:`convert_state_dict`).
+    (:mod:`mixedconv.checkpoint.sources`).
 
     Any input whose sides are multiples of the patch size is accepted; the learned position
     embedding (built for ``img_size``) is resized bicubically to the input's grid.
@@ -132,6 +100,7 @@ class PlainViT(PretrainedBackbone):
         init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` to load weights.
     """
 
+    family = PLAINVIT.name
     arch_zoo = PLAINVIT.arch_zoo
     arch_aliases = PLAINVIT.arch_aliases
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
@@ -377,58 +346,3 @@ class PlainViT(PretrainedBackbone):
         if match:
             return int(match.group(1)) + 1, num_layers
         return num_layers - 1, num_layers
-
-    def is_fresh_param(self, name):
-        """Parameters that only exist at transfer and no pretraining checkpoint holds."""
-        return (name.endswith(('relative_position_bias_table', 'rel_pos_h', 'rel_pos_w'))
-                or re.search(r'\.ls[12]\.', name)
-                is not None or name.startswith(('fpn', 'fc_norm')))
-
-    def convert_state_dict(self, state_dict):
-        """Adapt a checkpoint to this model (returns a new dict).
-
-        * mmpretrain ``VisionTransformer``/``MAEViT`` and mmseg ``MAE`` names are renamed to
-          timm names, official transfer names to ours (:func:`~.state_dict.rename_official`).
-        * ``pos_embed`` is resized from the checkpoint's grid to ``img_size``'s grid; a class
-          token row is dropped when this model has none (window/relative-position models) and
-          added as zeros in the opposite case.
-        """
-        if any(k.startswith(('layers.', 'patch_embed.projection.')) for k in state_dict):
-            state_dict = {self._rename_mmpretrain(k): v for k, v in state_dict.items()}
-        else:
-            state_dict = dict(state_dict)
-        state_dict = rename_official(state_dict)
-        if 'pos_embed' in state_dict:
-            state_dict['pos_embed'] = self._adapt_pos_embed(
-                state_dict['pos_embed'], 'cls_token' in state_dict)
-        return adapt_position_tables(self, state_dict, self.num_extra_tokens)
-
-    def claim_outside_tensors(self, others):
-        """The tensors of a checkpoint's non-backbone part that this backbone builds itself,
-        under our names: with ``rescale_to_pyramid``, mmseg's ``Feature2Pyramid`` neck
-        (mmseg ``models/necks/featurepyramid.py``: ``upsample_4x`` = deconv, norm, GELU,
-        deconv -> ``fpn1``; ``upsample_2x.0`` -> ``fpn2``), which mmseg's MAE UperNet
-        checkpoints keep under ``neck.``."""
-        if not hasattr(self, 'fpn1'):
-            return {}
-        renamed = {_first_rename(k, _FEATURE2PYRAMID_RENAMES): v for k, v in others.items()}
-        return {k: v for k, v in renamed.items() if k is not None}
-
-    @staticmethod
-    def _rename_mmpretrain(key):
-        return _first_rename(key, _MMPRETRAIN_RENAMES) or key
-
-    def _adapt_pos_embed(self, pos_embed, has_cls):
-        num_tokens = pos_embed.shape[1]
-        ckpt_extra = int(has_cls)
-        try:
-            src_hw = infer_grid(num_tokens - ckpt_extra, self.pos_grid)
-        except ValueError:
-            ckpt_extra = 1 - ckpt_extra
-            src_hw = infer_grid(num_tokens - ckpt_extra, self.pos_grid)
-        if ckpt_extra and not self.with_cls_token:
-            pos_embed = pos_embed[:, 1:]
-        elif self.with_cls_token and not ckpt_extra:
-            pos_embed = torch.cat([pos_embed.new_zeros(1, 1, pos_embed.shape[2]), pos_embed], 1)
-        return resize_pos_embed(pos_embed, src_hw, self.pos_grid, self.num_extra_tokens)
-

@@ -1,43 +1,30 @@
-"""Checkpoint loading that never runs code from the file, and pretrained loads that say
-exactly what matched.
+"""Reading a checkpoint without running anything from it.
 
-* :func:`safe_load` reads a checkpoint with ``torch.load(weights_only=True)`` and an allow-list
-  of the few non-tensor globals that the checkpoints people hand us contain besides tensors
-  (:func:`allow_list`: mmengine's ``HistoryBuffer``, numpy arrays and scalars under their
-  numpy 1 and numpy 2 names, the ``argparse.Namespace`` the official MAE/ConvMAE
-  ``save_model`` stores, a few builtins). Every entry only builds data when unpickled; the
-  reasons are in :func:`allow_list` and docs/checkpoints.md. It is registered as mmengine's
-  loader for local files, so every runner (``resume``, ``load_from``, ``init_cfg=Pretrained``)
-  uses it. ``weights_only`` is never switched off: a checkpoint is a pickle, and an
-  unrestricted unpickler runs whatever code the file asks it to.
-* :func:`load_pretrained` loads a backbone from any wrapper layout and raises when the
-  backbone's own weights mostly did not match, instead of training from random weights.
-* :func:`export_encoder` writes the encoder of a checkpoint as ``{'model': state_dict}``.
+:func:`safe_load` reads a checkpoint with ``torch.load(weights_only=True)`` and an allow-list
+of the few non-tensor globals that the checkpoints people hand us contain besides tensors
+(:func:`allow_list`: mmengine's ``HistoryBuffer``, numpy arrays and scalars under their numpy
+1 and numpy 2 names, the ``argparse.Namespace`` the official MAE/ConvMAE ``save_model``
+stores, a few builtins). Every entry only builds data when unpickled; the reasons are in
+:func:`allow_list` and docs/checkpoints.md. :func:`install_safe_loader` makes it mmengine's
+loader for local files, so that every runner (``resume``, ``load_from``,
+``init_cfg=Pretrained``) uses it. ``weights_only`` is never switched off: a checkpoint is a
+pickle, and an unrestricted unpickler runs whatever code the file asks it to.
 """
 import _compat_pickle
 import argparse
-import io
 import os.path as osp
 import pickle
 import pickletools
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer, print_log
+from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .fileio import atomic_write
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be used; the message names the file and the fix."""
-
-
-class CheckpointRefused(CheckpointError):
-    """The file asks the unpickler for something that could run code; nothing was run."""
+from .errors import CheckpointError, CheckpointRefused
 
 
 # ----------------------------------------------------------------------------------------
@@ -315,227 +302,7 @@ def safe_load(filename, map_location='cpu'):
                               'copy') from None
 
 
-# mmengine's loader for paths without a URL scheme; every runner and init_cfg goes through it.
-CheckpointLoader.register_scheme(prefixes='', force=True)(safe_load)
-
-# ----------------------------------------------------------------------------------------
-# layouts
-
-WRAPPER_KEYS = ('state_dict', 'model', 'module')
-# where transfer checkpoints keep the backbone: detectron2 FPN (``bottom_up``) and ViTDet
-# (``net``) models, then mmdet/mmseg/mmpretrain models
-BACKBONE_PREFIXES = ('backbone.bottom_up.', 'backbone.net.', 'backbone.')
-# tensors a transfer adds (relative position, layer scale, the /32 level): when a checkpoint
-# has one, leaving it unloaded would silently train from a partial load
-TRANSFER_TENSORS = re.compile(r'(relative_position_bias_table|rel_pos_[hw]|\.ls[12]\.gamma|'
-                              r'^level4_conv\.)')
-# a neck folded into the backbone (PlainViT's pyramid): its tensors must fit when given
-FOLDED_NECK = re.compile(r'^fpn[12]\.')
-# what unprefixed official checkpoints keep next to the encoder: the pretraining decoders of
-# MAE (models_mae.py: decoder_*, mask_token) and ConvMAE (models_convmae.py: also the
-# stage1/2_output_decode fusion convolutions), classifier heads of the fine-tuned models and
-# timm (head, head_dist, pre_logits)
-NON_ENCODER = re.compile(r'^(decoder_|decoder\.|mask_token$|head\.|head_dist\.|pre_logits\.|'
-                         r'stage[12]_output_decode\.)')
-# the first parameter of each encoder family, under the names the loaders accept
-ENCODER_MARKERS = {'ConvViT': ('patch_embed1.proj.weight',),
-                   'PlainViT': ('patch_embed.proj.weight', 'patch_embed.projection.weight')}
-
-
-def unwrap_state_dict(checkpoint):
-    """The state dict inside ``{'state_dict': ...}``, ``{'model': ...}`` or a bare dict,
-    with DDP's ``module.`` prefix stripped."""
-    state_dict = checkpoint
-    for key in WRAPPER_KEYS:
-        if isinstance(state_dict, dict) and isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(f'expected a state dict, got {type(state_dict).__name__}')
-    return {k[len('module.'):] if k.startswith('module.') else k: v
-            for k, v in state_dict.items()}
-
-
-def strip_prefix(state_dict, prefix):
-    """Keys under ``prefix`` (for example ``'backbone.'``) with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def find_prefix(state_dict):
-    """The first of :data:`BACKBONE_PREFIXES` that some key starts with, or None."""
-    return next((p for p in BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)),
-                None)
-
-
-def encoder_family(state_dict):
-    """``'ConvViT'`` or ``'PlainViT'`` when ``state_dict`` (prefix stripped) holds that
-    encoder's patch embedding, else None."""
-    for family, markers in ENCODER_MARKERS.items():
-        if any(m in state_dict for m in markers):
-            return family
-    return None
-
-
-def select_encoder(state_dict, prefix=None, source='checkpoint'):
-    """Split a state dict into the encoder's tensors and the rest.
-
-    Args:
-        state_dict (dict): an unwrapped state dict.
-        prefix (str | None): the encoder's key prefix; None finds one of
-            :data:`BACKBONE_PREFIXES` or, when no key has one, takes every key that is not a
-            known decoder or head (:data:`NON_ENCODER`).
-        source: named in the error.
-
-    Returns:
-        tuple[dict, dict, str]: encoder tensors (prefix removed), the other tensors under
-        their own names, and the prefix used ('' for none).
-
-    Raises:
-        CheckpointError: ``prefix`` was given and no key has it.
-    """
-    if prefix is None:
-        prefix = find_prefix(state_dict) or ''
-    if prefix:
-        encoder = strip_prefix(state_dict, prefix)
-        if not encoder:
-            raise CheckpointError(f'no key of {source} starts with {prefix!r}; its first keys '
-                                  f'are {list(state_dict)[:5]}')
-        others = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-    else:
-        encoder = {k: v for k, v in state_dict.items() if not NON_ENCODER.match(k)}
-        others = {k: v for k, v in state_dict.items() if NON_ENCODER.match(k)}
-    return encoder, others, prefix
-
-
-# ----------------------------------------------------------------------------------------
-# pretrained loads
-
-
-@dataclass
-class LoadReport:
-    """What a pretrained load did. ``fresh`` are parameters the model adds at transfer
-    (relative position tables, layer scale, ...) and that no pretraining checkpoint has;
-    ``skipped`` counts the checkpoint's tensors outside the backbone (decoders, heads, necks,
-    other prefixes) and derived index buffers."""
-    source: str
-    matched: list = field(default_factory=list)
-    missing: list = field(default_factory=list)
-    fresh: list = field(default_factory=list)
-    unexpected: list = field(default_factory=list)
-    mismatched: list = field(default_factory=list)
-    skipped: int = 0
-
-    def summary(self, limit=8):
-        def show(names):
-            return ', '.join(names[:limit]) + (f', ... (+{len(names) - limit})'
-                                               if len(names) > limit else '')
-        lines = [f'loaded {self.source}: {len(self.matched)} matched, {len(self.missing)} '
-                 f'missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} shape '
-                 f'mismatches, {len(self.fresh)} new at transfer, {self.skipped} outside the '
-                 'backbone or derived (decoders, heads, necks, index buffers) skipped']
-        for name in ('missing', 'unexpected', 'mismatched', 'fresh'):
-            if getattr(self, name):
-                lines.append(f'  {name}: {show(getattr(self, name))}')
-        return '\n'.join(lines)
-
-
-def compare_state_dict(module, state_dict, source):
-    """A :class:`LoadReport` of ``state_dict`` (already converted) against ``module``;
-    ``skipped`` is left at 0."""
-    is_fresh = getattr(module, 'is_fresh_param', lambda name: False)
-    report = LoadReport(source=str(source))
-    own = module.state_dict()
-    for name, tensor in own.items():
-        if name in state_dict and state_dict[name].shape == tensor.shape:
-            report.matched.append(name)
-        elif name in state_dict:
-            report.mismatched.append(f'{name} {tuple(state_dict[name].shape)} vs '
-                                     f'{tuple(tensor.shape)}')
-        elif is_fresh(name):
-            report.fresh.append(name)
-        else:
-            report.missing.append(name)
-    report.unexpected = [k for k in state_dict if k not in own]
-    return report
-
-
-def load_pretrained(module, filename, prefix=None, min_matched=0.5, logger='current'):
-    """Load ``filename`` into ``module`` and report what matched.
-
-    The checkpoint may be wrapped (see :func:`unwrap_state_dict`); ``prefix`` selects a
-    sub-dict (``'backbone.'``), and when it is None one of :data:`BACKBONE_PREFIXES` is
-    stripped automatically if the keys carry it, or else the official decoders and heads
-    (:data:`NON_ENCODER`) are left out. ``module.convert_state_dict(sd)``, when defined,
-    renames foreign keys and resizes position tables to the module's shapes;
-    ``module.is_fresh_param(name)`` marks parameters that only exist at transfer;
-    ``module.claim_outside_tensors(others)`` returns, under the module's names, tensors it
-    builds itself that the checkpoint keeps outside the backbone (a neck folded into it).
-
-    Raises:
-        CheckpointError: fewer than ``min_matched`` of the module's pretrainable tensors
-            were found with the right shape (a checkpoint of another architecture).
-    """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    state_dict = unwrap_state_dict(checkpoint)
-    total = len(state_dict)
-    state_dict, others, _ = select_encoder(state_dict, prefix, filename)
-    claim = getattr(module, 'claim_outside_tensors', None)
-    if claim is not None:
-        state_dict.update(claim(others))
-    convert = getattr(module, 'convert_state_dict', None)
-    if convert is not None:
-        state_dict = convert(state_dict)
-    report = compare_state_dict(module, state_dict, filename)
-    report.skipped = total - len(state_dict)
-
-    untaken = [k for k in report.unexpected if TRANSFER_TENSORS.search(k)] + \
-        [m for m in report.mismatched
-         if TRANSFER_TENSORS.search(m.split(' ')[0]) or FOLDED_NECK.match(m)]
-    if untaken:
-        raise CheckpointError(
-            f'{filename}: the backbone has a place for these tensors of the checkpoint but could '
-            f'not take them (name or shape): {untaken[:8]}. Check the backbone options '
-            '(rel_pos_type, layer_scale_init, out_level4/level4_cfg, window_size, img_size) '
-            f'against the recipe the checkpoint was trained with.\n{report.summary()}')
-    expected = len(module.state_dict()) - len(report.fresh)
-    if len(report.matched) < min_matched * expected:
-        raise CheckpointError(
-            f'{filename} does not fit {type(module).__name__}: only {len(report.matched)} of '
-            f'{expected} tensors matched. Is it a checkpoint of another architecture (or arch '
-            f'size)? Check the backbone type/arch.\n{report.summary()}')
-    module.load_state_dict({k: state_dict[k] for k in report.matched}, strict=False)
-    print_log(report.summary(), logger=logger)
-    return report
-
-
-def export_encoder(src, dst, prefix=None):
-    """Write the encoder of a checkpoint as ``{'model': state_dict}``, under the names it has
-    in ``src`` (prefix removed).
-
-    Any layout :func:`load_pretrained` reads works: our pretraining checkpoints keep the
-    downstream backbone's parameters under ``backbone.``; the official MAE/ConvMAE ones keep
-    them unprefixed next to the decoder, which is left out (:data:`NON_ENCODER`); detectron2
-    keeps them under ``backbone.bottom_up.`` / ``backbone.net.``. The result loads into
-    ConvViT / PlainViT (and, for official names, the official fine-tuning code) as it is.
-
-    Args:
-        prefix (str | None): the encoder's key prefix in ``src``; None finds it (see
-            :func:`select_encoder`).
-
-    Returns:
-        dict: the exported state dict.
-
-    Raises:
-        CheckpointError: ``src`` holds no ConvViT or plain ViT encoder, or no key has
-            ``prefix``.
-    """
-    state_dict, _, _ = select_encoder(unwrap_state_dict(safe_load(src)), prefix, src)
-    if encoder_family(state_dict) is None:
-        raise CheckpointError(
-            f'{src} holds no ConvViT (patch_embed1.proj.weight) or plain ViT '
-            f'(patch_embed.proj.weight) encoder{f" under {prefix!r}" if prefix else ""}; its '
-            f'first keys are {list(state_dict)[:5]}')
-    buffer = io.BytesIO()
-    torch.save({'model': state_dict}, buffer)
-    atomic_write(dst, buffer.getvalue())
-    return state_dict
+def install_safe_loader():
+    """Make :func:`safe_load` mmengine's loader for paths without a URL scheme, which every
+    runner (``resume``, ``load_from``) and ``init_cfg=Pretrained`` go through (idempotent)."""
+    CheckpointLoader.register_scheme(prefixes='', force=True)(safe_load)
