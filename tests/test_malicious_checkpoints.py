@@ -427,3 +427,110 @@ def test_docs_give_the_reason_of_every_allowed_global():
         if entry.name.startswith('numpy.dtypes.') or entry.name in scalar_types:
             continue  # documented as families: numpy.dtypes.*DType, every scalar type
         assert f'`{entry.name}`' in docs, f'{entry.name} is allowed but not in the docs table'
+
+
+# ----------------------------------------------------------------------------------------
+# allocations: no allow-listed constructor allocates more than the file holds
+
+
+def _reconstruct(shape):
+    return Call(Global('numpy.core.multiarray', '_reconstruct'), Global('numpy', 'ndarray'),
+                shape, b'b')
+
+
+ALLOCATIONS = {
+    # in torch's own weights-only set, resolved before ours
+    'bytearray': (lambda: Call(Global('builtins', 'bytearray'), 10 ** 9),
+                  'builtins.bytearray(1000000000)'),
+    'ndarray_call': (lambda: Call(Global('numpy', 'ndarray'), (10 ** 9,), 'uint8'),
+                     'numpy.ndarray((1000000000,)'),
+    'reconstruct_huge': (lambda: _reconstruct((2 ** 62,)), '_reconstruct(shape=(4611686018427387904,)'),
+    'reconstruct_large': (lambda: _reconstruct((10 ** 9,)), '_reconstruct(shape=(1000000000,)'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(ALLOCATIONS))
+@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+def test_allocation_beyond_the_file_is_refused(name, legacy, tmp_path):
+    build, named = ALLOCATIONS[name]
+    path = write_payload(tmp_path / f'{name}.pth', build(), legacy)
+    assert osp.getsize(path) < 10 ** 6
+    with pytest.raises(CheckpointRefused) as err:
+        safe_load(path)
+    message = str(err.value)
+    assert 'refused to load' in message and named in message and 'allocates' in message, message
+    assert 'nothing was allocated or run' in message and '\n' not in message
+
+
+@pytest.mark.parametrize('scalar_type', ['void', 'bytes_'])
+def test_scalar_types_that_allocate_are_not_allowed(scalar_type, tmp_path):
+    """``numpy.void(n)`` and ``numpy.bytes_(n)`` allocate n bytes."""
+    path = write_payload(tmp_path / 'alloc.pth',
+                         Call(Global('numpy', scalar_type), 10 ** 9))
+    with pytest.raises(CheckpointRefused) as err:
+        safe_load(path)
+    assert_refusal(str(err.value), f'numpy.{scalar_type}')
+
+
+def test_arrays_within_the_file_still_load(tmp_path):
+    """The bounds leave real arrays alone: numpy arrays of every kind, a bytearray, and an
+    mmengine message hub round-trip."""
+    arrays = {'f': np.arange(1000, dtype=np.float32).reshape(10, 100), 'o': np.array([1, 'a'],
+              dtype=object), 'e': np.zeros((0, 3)), 'b': bytearray(b'abc'),
+              's': np.float64(2.5)}
+    torch.save(arrays, tmp_path / 'arrays.pth')
+    loaded = safe_load(tmp_path / 'arrays.pth')
+    for key, value in arrays.items():
+        if isinstance(value, np.ndarray):
+            assert type(loaded[key]) is np.ndarray and (loaded[key] == value).all()
+        else:
+            assert loaded[key] == value
+
+
+def test_a_history_buffer_cannot_rebind_statistics_for_the_process(tmp_path):
+    """mmengine's HistoryBuffer.__setstate__ updates a class-level table: a state mapping
+    'mean' to HistoryBuffer.max would change every buffer's mean in the process."""
+    evil = HistoryBuffer([1, 2, 3], [1, 1, 1])
+    state = evil.__getstate__()
+    state['statistics_methods'] = {'mean': HistoryBuffer.max}
+
+    class Rebinding:
+        def __reduce__(self):
+            return HistoryBuffer, (), state
+
+    torch.save({'meta': {'buffer': Rebinding()}}, tmp_path / 'rebind.pth')
+    try:
+        safe_load(tmp_path / 'rebind.pth')
+    except CheckpointError:
+        pass
+    assert HistoryBuffer([1, 2, 3], [1, 1, 1]).statistics('mean') == 2
+
+
+# ----------------------------------------------------------------------------------------
+# paths that are not checkpoints
+
+
+def test_a_text_file_is_not_a_checkpoint_not_a_refused_pickle(tmp_path):
+    path = tmp_path / 'notes.pth'
+    path.write_text('model weights are on the shared drive\n')
+    with pytest.raises(CheckpointError) as err:
+        safe_load(path)
+    message = str(err.value)
+    assert 'not a checkpoint' in message and str(path) in message
+    assert not isinstance(err.value, CheckpointRefused) and 'could run code' not in message
+
+
+def test_an_empty_file_is_named(tmp_path):
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    with pytest.raises(CheckpointError, match='empty.pth is empty'):
+        safe_load(tmp_path / 'empty.pth')
+
+
+def test_a_directory_is_named_as_a_directory(tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    torch.save({}, run / 'iter_2.pth')
+    with pytest.raises(IsADirectoryError) as err:
+        safe_load(run)
+    assert 'is a directory' in str(err.value) and 'iter_2.pth' in str(err.value)
+    assert 'not found' not in str(err.value)

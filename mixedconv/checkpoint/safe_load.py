@@ -12,6 +12,9 @@ pickle, and an unrestricted unpickler runs whatever code the file asks it to.
 """
 import _compat_pickle
 import argparse
+import contextvars
+import glob
+import math
 import os.path as osp
 import pickle
 import pickletools
@@ -76,6 +79,48 @@ def _pickled_bytes(*args):
     raise pickle.UnpicklingError(f'mixedconv refused: builtins.bytes{_short(args)}')
 
 
+# the size of the file being read: no allow-listed constructor may allocate more
+_ALLOCATION_LIMIT = contextvars.ContextVar('mixedconv_allocation_limit', default=None)
+
+
+def _check_allocation(what, nbytes):
+    """Refuse an allocation of ``nbytes`` larger than the file being read (a pickle of a few
+    hundred bytes must not make the loader allocate gigabytes)."""
+    limit = _ALLOCATION_LIMIT.get()
+    if limit is not None and nbytes > limit:
+        raise pickle.UnpicklingError(
+            f'mixedconv refused allocation: {what} allocates {nbytes} bytes, more than the '
+            f'{limit} bytes of the file')
+
+
+def _nbytes(shape, dtype):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+
+
+def _bounded_bytearray(*args):
+    """Stands in for ``builtins.bytearray`` (in torch's own weights-only set) while
+    :func:`safe_load` reads a file: ``bytearray(n)`` allocates ``n`` bytes and is bounded
+    by the file's size; ``bytearray(text, encoding)`` and copies are as they are."""
+    if len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool):
+        _check_allocation(f'builtins.bytearray({args[0]})', args[0])
+    return bytearray(*args)
+
+
+class _BoundedNdarray(np.ndarray):
+    """Stands in for ``numpy.ndarray``: calling it (or ``NEWOBJ``) allocates an array of
+    the given shape, bounded by the file's size; the result is a plain ``numpy.ndarray``.
+    numpy's own pickles name the class only as ``_reconstruct``'s subtype. It is named as
+    the class it stands for, so that messages show ``numpy.ndarray``."""
+    __module__ = 'numpy'
+    __qualname__ = 'ndarray'
+
+    def __new__(cls, shape, dtype=float, buffer=None, *args, **kwargs):
+        if buffer is None:
+            _check_allocation(f'numpy.ndarray({shape!r}, {dtype!r})', _nbytes(shape, dtype))
+        return np.ndarray.__new__(np.ndarray, shape, dtype, buffer, *args, **kwargs)
+
+
 def _short(obj, limit=60):
     text = repr(obj)
     return text if len(text) <= limit else text[:limit] + '...'
@@ -84,23 +129,39 @@ def _short(obj, limit=60):
 def _numpy_entries():
     """numpy's array, scalar and dtype reconstructors under the names numpy 2 (``numpy._core``)
     and numpy 1 (``numpy.core``) pickles write; numpy 2 keeps ``numpy.core`` only as an alias,
-    so both names map to the same function."""
+    so both names map to the same function. The constructors that allocate take stand-ins
+    that bound the allocation by the file's size."""
     core = getattr(np, '_core', None) or np.core
+
+    def reconstruct(subtype, shape, dtype):
+        if subtype is _BoundedNdarray:
+            subtype = np.ndarray
+        _check_allocation(f'_reconstruct(shape={shape!r}, dtype={dtype!r})',
+                          _nbytes(shape, dtype))
+        return core.multiarray._reconstruct(subtype, shape, dtype)
+
+    def scalar(dtype, *args):
+        _check_allocation(f'scalar({dtype!r})', np.dtype(dtype).itemsize)
+        return core.multiarray.scalar(dtype, *args)
+
     entries = []
-    for func, why in (
-            (core.multiarray._reconstruct,
-             '_reconstruct(subtype, shape, dtype) is ndarray.__new__ of an ndarray subtype (only '
-             'numpy.ndarray is allowed): an empty array, filled by ndarray.__setstate__ from raw '
-             'bytes, or, for object arrays, from a list of already-unpickled objects (numpy '
-             'refuses raw bytes for object arrays)'),
-            (core.multiarray.scalar,
-             'scalar(dtype, raw bytes) builds a numpy scalar from its bytes; for the object '
-             'dtype it returns the (already unpickled) object')):
+    for name, func, why in (
+            ('_reconstruct', reconstruct,
+             'a stand-in for _reconstruct(subtype, shape, dtype), ndarray.__new__ of an ndarray '
+             'subtype (only numpy.ndarray is allowed): an empty array (numpy pickles shape '
+             '(0,); a larger one is bounded by the file\'s size), filled by '
+             'ndarray.__setstate__ from raw bytes, or, for object arrays, from a list of '
+             'already-unpickled objects (numpy refuses raw bytes for object arrays)'),
+            ('scalar', scalar,
+             'a stand-in for scalar(dtype, raw bytes), which builds a numpy scalar from its '
+             'bytes (its size bounded by the file\'s); for the object dtype it returns the '
+             '(already unpickled) object')):
         for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-            entries.append(AllowedGlobal(f'{module}.{func.__name__}', func, why))
+            entries.append(AllowedGlobal(f'{module}.{name}', func, why))
     entries.append(AllowedGlobal(
-        'numpy.ndarray', np.ndarray, 'the array class: __new__ allocates an array of a given '
-        'shape and dtype, __setstate__ copies raw bytes into it'))
+        'numpy.ndarray', _BoundedNdarray, 'a stand-in for the array class: __new__ allocates '
+        "an array of a given shape and dtype, bounded by the file's size; __setstate__ "
+        'copies raw bytes into it'))
     entries.append(AllowedGlobal(
         'numpy.dtype', np.dtype, 'dtype(spec, align, copy) parses a type description (a '
         'string, a tuple or a dict of field names and formats); __setstate__ sets byte order '
@@ -110,7 +171,8 @@ def _numpy_entries():
         entries.append(AllowedGlobal(
             f'{cls.__module__}.{cls.__qualname__}', cls,
             'a numpy DType class (numpy.dtypes): calling it returns that dtype'))
-    scalar_types = set(np.sctypeDict.values())
+    # numpy.void(n) and numpy.bytes_(n) allocate n bytes: not on the list
+    scalar_types = set(np.sctypeDict.values()) - {np.void, np.bytes_}
     for cls in sorted(scalar_types, key=lambda c: c.__name__):
         names = {f'numpy.{cls.__name__}'}
         if cls is np.bool_:
@@ -125,7 +187,9 @@ def _numpy_entries():
 def allow_list():
     """Every global a checkpoint may name beyond torch's own weights-only set (tensors,
     storages, dtypes, ``collections.OrderedDict``/``Counter``, ``builtins.set``/``complex``/
-    ``bytearray``, ``_codecs.encode``), each with the reason it only builds data.
+    ``bytearray``, ``_codecs.encode``), each with the reason it only builds data. torch's
+    ``bytearray`` is bounded by the file's size while :func:`safe_load` reads
+    (:func:`_bounded_bytearray`).
 
     Callables that act on the world (``os.system``, ``eval``, ``subprocess.*``,
     ``torch.load``, ``numpy.load``/``fromfile``/``frombuffer``, ``operator.attrgetter``,
@@ -167,11 +231,19 @@ def allow_list():
     ]
 
 
+# the real array class, under a name no pickle can write (GLOBAL names end at a newline): the
+# weights-only unpickler runs BUILD (ndarray.__setstate__, a copy of raw bytes) only on
+# instances of allowed types, and the arrays _reconstruct returns are numpy.ndarray; a pickle
+# that names numpy.ndarray gets the bounded stand-in
+_ARRAY_TYPE = (np.ndarray, 'numpy.ndarray\n(the type of unpickled arrays)')
+
+
 def safe_globals():
     """The allow-list as ``torch.serialization.safe_globals`` takes it: ``(obj, 'name')``
     tuples, so that an object is found under the name the pickle writes (``numpy.core.*``
-    for numpy 1 pickles) and stand-ins under the builtin's name."""
-    return [(entry.obj, entry.name) for entry in allow_list()]
+    for numpy 1 pickles) and stand-ins under the builtin's name; plus the array type, which
+    no pickle can name."""
+    return [(entry.obj, entry.name) for entry in allow_list()] + [_ARRAY_TYPE]
 
 
 # ----------------------------------------------------------------------------------------
@@ -200,6 +272,13 @@ _REFUSALS = (
 
 def _refusal(filename, text):
     """One line: what the pickle asked for, that it was refused, and the fix."""
+    allocation = re.search(r'mixedconv refused allocation: (.+)', text)
+    if allocation:
+        return (f'refused to load checkpoint {filename}: its pickle asks for '
+                f'{allocation.group(1).strip()}; the arrays of a checkpoint are stored in it, '
+                'so the file is crafted or corrupt, and nothing was allocated or run. Download '
+                'it again from its publisher or, where it was made, re-save its tensors '
+                '(torch.save(model.state_dict(), PATH))')
     for pattern, template in _REFUSALS:
         match = pattern.search(text)
         if match:
@@ -267,21 +346,58 @@ def _first_line(err):
                     text)[0].strip() or type(err).__name__
 
 
+def _check_is_checkpoint_file(filename):
+    """Name a path that cannot be a checkpoint before torch reads it: a missing path, a
+    directory, an empty file, a file that is neither a zip archive (``torch.save``) nor a
+    pickle (the legacy format)."""
+    if osp.isdir(filename):
+        found = sorted(glob.glob(osp.join(glob.escape(filename), '*.pth')))
+        hint = f' (it holds {", ".join(osp.basename(f) for f in found[-3:])})' if found else ''
+        raise IsADirectoryError(f'{filename} is a directory, not a checkpoint file; pass one '
+                                f'of its checkpoint files{hint}')
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f'{filename} is empty, not a checkpoint; use an intact copy')
+    if head[:2] != b'PK' and head[:1] != b'\x80':
+        raise CheckpointError(
+            f'{filename} is not a checkpoint: it is neither a torch.save zip archive nor a '
+            f'pickle (it starts with {head!r}); pass the .pth file torch.save wrote')
+
+
+def _install_bounded_bytearray():
+    """torch's weights-only unpickler resolves ``builtins.bytearray`` from its own table
+    before the user's allow-list; give that entry the bounded stand-in (it bounds only while
+    :func:`safe_load` reads, elsewhere it is ``bytearray``)."""
+    from torch import _weights_only_unpickler
+    _weights_only_unpickler._get_allowed_globals()['builtins.bytearray'] = _bounded_bytearray
+
+
 def safe_load(filename, map_location='cpu'):
     """``torch.load(filename, weights_only=True)`` with the allow-list (:func:`allow_list`).
 
+    While it reads, no allow-listed constructor may allocate more than the file's size, and
+    mmengine's ``HistoryBuffer`` statistics methods (a class-level table its
+    ``__setstate__`` updates) are restored afterwards: a file cannot rebind them for the
+    process.
+
     Raises:
         FileNotFoundError: the file does not exist.
+        IsADirectoryError: the path is a directory.
         CheckpointRefused: the pickle names a global outside the allow-list, or asks for a
-            call or an opcode the weights-only unpickler does not allow, or the file is a
-            TorchScript archive or a zip with paths outside its folder; the message names
-            what was asked for. Nothing from the file has been run.
-        CheckpointError: the file is truncated or not a checkpoint.
+            call, an allocation or an opcode the weights-only unpickler does not allow, or the
+            file is a TorchScript archive or a zip with paths outside its folder; the message
+            names what was asked for. Nothing from the file has been run.
+        CheckpointError: the file is empty, truncated or not a checkpoint.
     """
     filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    _check_is_checkpoint_file(filename)
     _check_archive_names(filename)
+    _install_bounded_bytearray()
+    statistics = dict(HistoryBuffer._statistics_methods)
+    limit = _ALLOCATION_LIMIT.set(osp.getsize(filename))
     try:
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -296,10 +412,15 @@ def safe_load(filename, map_location='cpu'):
             ) from None
         raise CheckpointError(f'checkpoint {filename} is truncated or corrupt '
                               f'({_first_line(err)}); use an intact copy') from None
-    except (EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, IndexError) as err:
+    except (EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, IndexError,
+            OverflowError, MemoryError) as err:
         raise CheckpointError(f'checkpoint {filename} is truncated or corrupt '
                               f'({type(err).__name__}: {_first_line(err)}); use an intact '
                               'copy') from None
+    finally:
+        _ALLOCATION_LIMIT.reset(limit)
+        HistoryBuffer._statistics_methods.clear()
+        HistoryBuffer._statistics_methods.update(statistics)
 
 
 def install_safe_loader():
