@@ -14,6 +14,7 @@ CUDA_TESTS = {
     'test_cuda_ops': {
         'test_roi_align_cuda_matches_cpu[True-0]', 'test_roi_align_cuda_matches_cpu[True-2]',
         'test_roi_align_cuda_matches_cpu[False-0]', 'test_roi_align_cuda_matches_cpu[False-2]',
+        'test_recipe_roi_extractor_on_cuda_pools_channels_last_maps_as_contiguous_ones',
         'test_recipe_roi_extractor_under_bf16_autocast_on_cuda_matches_float32_cpu',
         'test_nms_cuda_keeps_the_boxes_cpu_keeps',
         'test_batched_nms_cuda_keeps_the_boxes_cpu_keeps'},

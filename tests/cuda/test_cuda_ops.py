@@ -1,6 +1,7 @@
 """mmcv's kernels on CUDA against its CPU kernels, as the recipes call them: ``RoIAlign`` in
 the RoI extractors and in mmdet's mask targets (``BitmapMasks.crop_and_resize``), ``nms`` and
-``batched_nms`` in the RPN and the box head."""
+``batched_nms`` in the RPN and the box head; and ``RoIAlign`` on the channels-last maps that
+our pyramids hand it."""
 import pytest
 import torch
 from mmcv.ops import RoIAlign, batched_nms, nms
@@ -81,16 +82,46 @@ def pyramid_case(extractor, size=256, seed=0):
     return feats, random_rois(gen, 256, num_images=2, size=size)
 
 
+def extract_with_grad(extractor, feats, rois):
+    """Pooled features and the gradient of their sum of squares w.r.t. each map, on the
+    CPU."""
+    feats = [f.detach().requires_grad_() for f in feats]
+    out = extractor(feats, rois.to(feats[0].device))
+    out.float().square().sum().backward()
+    return out.detach().float().cpu(), [f.grad.float().cpu() for f in feats]
+
+
+@cuda
+def test_recipe_roi_extractor_on_cuda_pools_channels_last_maps_as_contiguous_ones():
+    """mmcv's CUDA RoIAlign kernel, like its CPU one, reads its input as contiguous NCHW
+    memory, and LayerNorm2d and the convolutions after it produce channels-last maps: the
+    recipe's extractor must pool the values of the map, not of its memory (on CPU:
+    tests/test_roi_extractor.py)."""
+    extractor = recipe_roi_extractor().cuda()
+    feats, rois = pyramid_case(extractor)
+    feats = [f.cuda() for f in feats]
+    ref, ref_grads = extract_with_grad(extractor, feats, rois)
+    channels_last = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    assert not any(f.is_contiguous() for f in channels_last)
+    got, got_grads = extract_with_grad(extractor, channels_last, rois)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0, msg=lambda m: (
+        f'{type(extractor).__name__} pooled other values from the channels-last maps: {m}'))
+    for got_grad, ref_grad in zip(got_grads, ref_grads):  # atomicAdd: the order of sums
+        torch.testing.assert_close(got_grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
 @cuda
 def test_recipe_roi_extractor_under_bf16_autocast_on_cuda_matches_float32_cpu():
-    """The extractor under the recipe's bf16 autocast, on CUDA, fed bf16 maps as the neck
-    gives them, pools what mmcv's float32 CPU kernel pools from the same maps, to the
-    rounding of its bf16 output."""
+    """The extractor under the recipe's bf16 autocast, on CUDA, fed bf16 channels-last maps
+    as the neck gives them, pools what mmcv's float32 CPU kernel pools from the same maps,
+    to the rounding of its bf16 output."""
     extractor = recipe_roi_extractor()
     feats, rois = pyramid_case(extractor)
     ref = extractor(feats, rois)
     with torch.autocast('cuda', dtype=torch.bfloat16):
-        got = extractor.cuda()([f.cuda().bfloat16() for f in feats], rois.cuda())
+        got = extractor.cuda()(
+            [f.cuda().bfloat16().contiguous(memory_format=torch.channels_last) for f in feats],
+            rois.cuda())
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float().cpu(), ref, rtol=1e-2, atol=1e-2)
 

@@ -7,8 +7,8 @@ skipped with the reason) and the speed tool:
 
   ops       mmcv's CUDA kernels against its CPU kernels as the recipes call them: RoIAlign
             forward and input gradient (aligned or not, adaptive or fixed sampling), the
-            Mask R-CNN recipe's RoI extractor under bf16 autocast, nms and batched_nms (the
-            same boxes kept)
+            Mask R-CNN recipe's RoI extractor on channels-last maps and under bf16 autocast,
+            nms and batched_nms (the same boxes kept)
   pretrain  one bf16 AMP step of the ConvMAE and MixedAE pretraining recipes, shrunk to tiny
             models, through mmengine's Runner on generated ImageNet-format images
   transfer  10 iterations and one evaluation of the Mask R-CNN (ConvViT) and UperNet (PlainViT)
