@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mixedconv import register_all_modules
-from mixedconv.data import make_image_folder
+from mixedconv.data import make_ade20k, make_coco, make_image_folder
+from mixedconv.env import cuda_status
 
 register_all_modules()  # components and the safe checkpoint loader, for every test
 
@@ -57,6 +58,31 @@ def imagenet_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('imagenet')
     make_image_folder(str(root / 'train'), num_images=16)
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def coco_root(tmp_path_factory):
+    """A generated COCO-format instance segmentation set (8 train, 2 val images of 64x64) in
+    mmdet's layout (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``)."""
+    root = str(tmp_path_factory.mktemp('coco'))
+    make_coco(root, num_train=8, num_val=2)
+    return root
+
+
+@pytest.fixture(scope='session')
+def ade20k_root(tmp_path_factory):
+    """A generated ADE20K-format set (8 train, 2 val images of 64x64) in mmseg's
+    ``ADEChallengeData2016`` layout."""
+    return make_ade20k(str(tmp_path_factory.mktemp('ade')), num_train=8, num_val=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason :mod:`mixedconv.env` gives, where the
+    CUDA path cannot run (no GPU, or mmcv without CUDA ops)."""
+    marked = [item for item in items if item.get_closest_marker('cuda')]
+    reason = cuda_status().unusable() if marked else None
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=f'needs CUDA: {reason}'))
 
 
 @pytest.fixture(autouse=True)

@@ -214,13 +214,10 @@ log "installing the OpenMMLab stack, test tools and mixedconv (editable)"
 "$venv/bin/python" -c "from mmcv.ops import RoIAlign, nms" \
     || { log "mmcv.ops is not compiled; delete $wheel_dir and rerun"; exit 1; }
 if (( with_cuda )); then
-    # CUDA ops compiled in: nvcc embeds the kernels in an ELF section named .nv_fatbin
-    "$venv/bin/python" - "$wheel_dir" <<'PY' || die "mmcv's _ext has no CUDA kernels; delete $wheel_dir and rerun"
-import glob, os, sys
-import mmcv
-ext = glob.glob(os.path.join(os.path.dirname(mmcv.__file__), '_ext*.so'))
-assert ext and b'.nv_fatbin' in open(ext[0], 'rb').read(), f'no .nv_fatbin in {ext}'
-PY
+    # CUDA ops compiled in: mixedconv.env asks mmcv which CUDA release built its ops
+    "$venv/bin/python" -c 'import sys; from mixedconv.env import mmcv_cuda_release
+sys.exit(mmcv_cuda_release() is None)' \
+        || die "mmcv's _ext has no CUDA kernels; delete $wheel_dir and rerun"
 fi
 echo "$stamp" > "$venv/.mixedconv-stamp"
 log "environment ready in $(( $(date +%s) - start )) s: $venv"
