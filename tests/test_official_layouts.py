@@ -47,6 +47,46 @@ def test_attend_equals_sdpa_in_values_and_gradients(mask_kind, monkeypatch):
         torch.testing.assert_close(ours, theirs)
 
 
+def test_attention_equals_timm_and_stacks_qkv_gradients_without_a_copy():
+    """Same values and gradients as timm's ViT attention with the same weights; our backward
+    stacks the q, k, v gradients straight into the projection's layout, where timm's (heads
+    split from a permuted view) needs a contiguous copy of the stacked gradient."""
+    from collections import Counter
+
+    from timm.models.vision_transformer import Attention as TimmAttention
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mixedconv.models.layers import Attention
+
+    class OpCounter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.counts = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[func] += 1
+            return func(*args, **(kwargs or {}))
+
+    ours = randomize_(Attention(32, 4))
+    theirs = TimmAttention(32, 4, qkv_bias=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for model in (ours, theirs):
+        inp = x.clone().requires_grad_()
+        out = model(inp)
+        with OpCounter() as ops:
+            out.square().sum().backward()
+        runs.append((out, inp.grad, model.qkv.weight.grad, ops.counts))
+    (out, grad, wgrad, ops), (ref, ref_grad, ref_wgrad, ref_ops) = runs
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad, ref_grad)
+    torch.testing.assert_close(wgrad, ref_wgrad)
+    clone = torch.ops.aten.clone.default
+    assert ref_ops[clone] == 1 and ops[clone] == 0
+    assert ops[torch.ops.aten.stack.default] == 1
+
+
 def test_decomposed_rel_pos_equals_direct_per_query_computation():
     h, w, c = 3, 4, 5
     rel = DecomposedRelPos(c, (h, w))

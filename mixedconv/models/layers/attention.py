@@ -72,10 +72,16 @@ class Attention(nn.Module):
         self.rel_pos = rel_pos
 
     def split_heads(self, x):
-        """(B, N, C) -> q, k, v each (B, heads, N, C/heads)."""
+        """(B, N, C) -> q, k, v each (B, heads, N, C/heads), views of the qkv output.
+
+        The views are split along the (B, N, 3, heads, C/heads) layout of the projection, so
+        that backward stacks the three gradients straight into that layout (one copy); split
+        along a permuted layout, the stacked gradient needs a second, contiguous copy before
+        the projection's backward.
+        """
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return tuple(t.transpose(1, 2) for t in qkv.unbind(2))
 
     def merge_heads(self, x):
         """(B, heads, N, C/heads) -> projected (B, N, C)."""
