@@ -1,31 +1,17 @@
 """Activation checkpointing modes of ``run_blocks``: ``'elementwise'`` recomputes norms,
 activations and the depthwise convolution in backward but no matmul and no attention, and
 changes no gradient; it is the default of ConvViT's skip-masked stages 1-2."""
-from collections import Counter
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixedconv.models.backbones import ConvViT, PlainViT
 from mixedconv.models.selfsup import random_masking
 from mixedconv.registry import MODELS
+from op_counter import OpCounter
 
 aten = torch.ops.aten
 MATMULS = (aten.mm.default, aten.addmm.default)
 CONVVIT = dict(embed_dims=(16, 32, 64), depths=(1, 2, 2), num_heads=2, mlp_ratios=(2, 2, 2))
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts the aten ops that run while it is active."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[func] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def backward_ops(model, outputs):

@@ -51,21 +51,10 @@ def test_attention_equals_timm_and_stacks_qkv_gradients_without_a_copy():
     """Same values and gradients as timm's ViT attention with the same weights; our backward
     stacks the q, k, v gradients straight into the projection's layout, where timm's (heads
     split from a permuted view) needs a contiguous copy of the stacked gradient."""
-    from collections import Counter
-
     from timm.models.vision_transformer import Attention as TimmAttention
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from mixedconv.models.layers import Attention
-
-    class OpCounter(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.counts = Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.counts[func] += 1
-            return func(*args, **(kwargs or {}))
+    from op_counter import OpCounter
 
     ours = randomize_(Attention(32, 4))
     theirs = TimmAttention(32, 4, qkv_bias=True)
