@@ -1,7 +1,6 @@
 """Config handling shared by tools/train.py and tools/test.py, for mmpretrain, mmdet and mmseg
 configs alike: the config's ``default_scope`` decides which library's registries build it."""
 import argparse
-import logging
 import os
 import os.path as osp
 import signal
@@ -97,46 +96,16 @@ def enable_amp(cfg):
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg``, or the config's own ``runner_type``, that never executes the
-    config text a checkpoint carries (see :func:`_read_stored_config_as_data`)."""
+    """``Runner.from_cfg``, or the config's own ``runner_type``. Whichever it is, it loads
+    checkpoints through mmengine's loader, which :func:`mixedconv.register_all_modules`
+    keeps from handing stored config text to ``Config.fromstring``
+    (:func:`~mixedconv.config_data.guard_checkpoint_configs`)."""
     from mixedconv import register_all_modules
     register_all_modules()  # components, the safe checkpoint loader
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     _init_cpu_process_group(cfg)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    _read_stored_config_as_data(runner)
-    return runner
-
-
-def _read_stored_config_as_data(runner):
-    """Make ``runner.resume`` read the checkpoint's ``meta['config']`` as data.
-
-    mmengine's ``Runner.resume`` passes that text to ``Config.fromstring``, which executes it,
-    only to read ``gpu_ids`` from it. The checkpoint's text is parsed with
-    :func:`~mixedconv.config_data.parse_config_text` instead and replaced by a one-line
-    config holding just the ``gpu_ids`` it declared (a list of ints, written by us), so
-    mmengine's GPU-count check still runs and nothing the file wrote is executed.
-    """
-    from .config_data import ConfigTextError, parse_config_text
-    load = runner.load_checkpoint
-
-    def load_checkpoint(filename, *args, **kwargs):
-        checkpoint = load(filename, *args, **kwargs)
-        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-        if isinstance(meta, dict) and 'config' in meta:
-            gpu_ids = None
-            try:
-                gpu_ids = parse_config_text(str(meta['config']),
-                                            f"meta['config'] of {filename}").get('gpu_ids')
-            except ConfigTextError as err:
-                print_log(f'{err}; it is ignored', logger='current', level=logging.WARNING)
-            ok = isinstance(gpu_ids, (list, tuple)) and all(
-                isinstance(i, int) and not isinstance(i, bool) for i in gpu_ids)
-            meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n' if ok else ''
-        return checkpoint
-
-    runner.load_checkpoint = load_checkpoint
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 def die_with_parent():
