@@ -1,7 +1,7 @@
 """Datasets: generated sets in the real on-disk formats (tests and the embedded benchmark),
 checks of a config's dataset paths and of the annotations a run will read, and an image
 loader that names unreadable files."""
-from .checks import DatasetError, check_coco_file, check_label_maps
+from .annotations import DatasetError, check_coco_file, check_label_maps
 from .layout import check_dataset_paths
 from .synthetic import make_ade20k, make_coco, make_image_folder
 from .transforms import CheckedLoadImageFromFile, CorruptImageError
