@@ -23,11 +23,13 @@ __all__ = ['__version__', 'register_all_modules']
 
 def register_all_modules():
     """Register every mixedconv component, install the safe checkpoint loader and the
-    atomic checkpoint writer, and let mmengine resolve ``mixedconv::`` config names
-    (idempotent)."""
+    atomic checkpoint writer, keep mmengine from running the config text checkpoints carry,
+    and let mmengine resolve ``mixedconv::`` config names (idempotent)."""
     from . import models  # noqa: F401  (first: it installs the safe loader, atomic writes)
     from . import data, engine  # noqa: F401
+    from .config_data import guard_checkpoint_configs
     from .config_files import register_config_scope
+    guard_checkpoint_configs()
     register_config_scope()
 
 

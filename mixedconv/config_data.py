@@ -11,8 +11,10 @@ sets, ``{...}`` dicts and ``dict(key=value, ...)`` calls. Anything else (an impo
 call, an attribute, a name that is not a literal) is refused with the line that holds it.
 """
 import ast
+import warnings
 
-__all__ = ['ConfigTextError', 'parse_config_text', 'read_config_file']
+__all__ = ['ConfigTextError', 'guard_checkpoint_configs', 'parse_config_text',
+           'read_config_file', 'strip_checkpoint_configs']
 
 
 class ConfigTextError(ValueError):
@@ -55,6 +57,76 @@ def read_config_file(path):
     """:func:`parse_config_text` of the file at ``path`` (UTF-8)."""
     with open(path, encoding='utf-8', errors='replace') as f:
         return parse_config_text(f.read(), source=str(path))
+
+
+def strip_checkpoint_configs(checkpoint, source='checkpoint'):
+    """Take the runnable config texts out of a loaded checkpoint (in place), keeping the data
+    mmengine needs from them.
+
+    mmengine (0.10.7) executes a checkpoint's config text with ``Config.fromstring`` in three
+    places: ``Runner.resume`` and ``FlexibleRunner.resume`` read ``meta['config']`` (the key
+    mmcv 1.x runners wrote) for its ``gpu_ids``; an inferencer given weights without a config
+    rebuilds the model from ``message_hub['runtime_info']['cfg']`` or ``meta['cfg']``.
+    ``meta['config']`` becomes ``gpu_ids = [...]`` when the text declares that as a list of
+    ints (read with :func:`parse_config_text`; a one-line text we write), else empty, so the
+    resume's GPU-count check still runs. ``meta['cfg']`` and the message hub's ``cfg`` are
+    removed: an inferencer then asks for the config, and a resumed run keeps the config
+    text of the current run in its message hub (mmengine would otherwise copy the
+    checkpoint's into every later checkpoint).
+
+    Args:
+        checkpoint: what a checkpoint loader returned; anything but a dict is returned as is.
+        source (str): names the file in the warning about text that is not literal data.
+
+    Returns:
+        the same ``checkpoint``.
+    """
+    if not isinstance(checkpoint, dict):
+        return checkpoint
+    meta = checkpoint.get('meta')
+    if isinstance(meta, dict):
+        if 'config' in meta:
+            meta['config'] = _gpu_ids_text(meta['config'], f"meta['config'] of {source}")
+        meta.pop('cfg', None)
+    hub = checkpoint.get('message_hub')
+    info = hub.get('runtime_info') if isinstance(hub, dict) else None
+    if isinstance(info, dict):
+        info.pop('cfg', None)
+    return checkpoint
+
+
+def _gpu_ids_text(text, source):
+    try:
+        gpu_ids = parse_config_text(str(text), source).get('gpu_ids')
+    except ConfigTextError as err:
+        warnings.warn(f'{err}; it is ignored')
+        return ''
+    if isinstance(gpu_ids, (list, tuple)) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in gpu_ids):
+        return f'gpu_ids = {list(gpu_ids)!r}\n'
+    return ''
+
+
+def guard_checkpoint_configs():
+    """Pass every checkpoint mmengine loads through :func:`strip_checkpoint_configs`
+    (idempotent).
+
+    mmengine loads every checkpoint, whatever its scheme (local path, URL, ``open-mmlab://``)
+    and whoever asks (``Runner``, ``FlexibleRunner`` and its strategies, any registered
+    ``runner_type``, ``init_cfg=Pretrained``, inferencers), through
+    ``CheckpointLoader.load_checkpoint``; the wrapper installed here is the one place where
+    the config texts are made data.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    load = CheckpointLoader.load_checkpoint
+    if getattr(load, 'strips_configs', False):
+        return
+
+    def load_checkpoint(cls, filename, map_location=None, logger='current'):
+        return strip_checkpoint_configs(load(filename, map_location, logger), filename)
+
+    load_checkpoint.strips_configs = True
+    CheckpointLoader.load_checkpoint = classmethod(load_checkpoint)
 
 
 def _literal(node, text, source):

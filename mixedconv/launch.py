@@ -1,7 +1,6 @@
 """Config handling shared by tools/train.py and tools/test.py, for mmpretrain, mmdet and mmseg
 configs alike: the config's ``default_scope`` decides which library's registries build it."""
 import argparse
-import logging
 import os
 import os.path as osp
 import signal
@@ -15,6 +14,20 @@ from mmengine.logging import print_log
 from .config_files import config_path, register_config_scope
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+# what each launcher's starter sets in every process it starts (mmengine's init_dist reads it)
+LAUNCH_ENV = {
+    'pytorch': ('torchrun', ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+                'bash tools/dist_train.sh CONFIG NPROC'),
+    'slurm': ('srun', ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+              'GPUS=N bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG'),
+    'mpi': ('mpirun', ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK',
+                       'OMPI_COMM_WORLD_SIZE'), 'mpirun -np N python tools/train.py CONFIG'),
+}
+
+
+class UsageError(ValueError):
+    """Arguments or config settings that cannot make a run; the message names them and the
+    fix."""
 
 
 def add_common_args(parser):
@@ -38,6 +51,7 @@ def load_config(args):
     path = config_path(args.config)
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {args.config}')
+    check_launcher(args.launcher)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(path)
     cfg.merge_from_dict(args.cfg_options)
@@ -46,8 +60,96 @@ def load_config(args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    check_work_dir(cfg.work_dir, '--work-dir' if args.work_dir is not None else 'work_dir')
     _use_gloo_without_cuda(cfg)
     return cfg
+
+
+def check_work_dir(work_dir, name='--work-dir'):
+    """Raise :class:`UsageError` when the run could not write ``work_dir``: a part of the path
+    is a file, or the nearest existing directory is read-only (a read-only file system, or
+    another user's directory). Nothing is created."""
+    existing = osp.abspath(work_dir)
+    while not osp.lexists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise UsageError(f'{name} {work_dir}: {existing} is a file, not a directory; pass a '
+                         'directory (it is created when missing)')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f'{name} {work_dir}: cannot write in {existing} (read-only or not '
+                         f'yours); pass a {name} you can write to')
+
+
+def check_launcher(launcher, env=None, gpus=None):
+    """Raise :class:`UsageError` when this process cannot run under ``launcher``: a
+    distributed launcher whose starter did not start it, ``none`` in a process that torchrun
+    started as one of several, or a process whose local rank has no GPU.
+
+    Args:
+        launcher (str): one of :data:`LAUNCHERS`.
+        env (Mapping, optional): the environment (default ``os.environ``).
+        gpus (int, optional): GPUs of this machine (default: torch's count where CUDA is
+            available, else no limit).
+    """
+    env = os.environ if env is None else env
+    if gpus is None and torch.cuda.is_available():
+        gpus = torch.cuda.device_count()
+    if launcher == 'none':
+        world = env.get('WORLD_SIZE', '1')
+        if world.isdigit() and int(world) > 1:
+            raise UsageError(
+                f'--launcher none: this process is one of {world} that torchrun started; '
+                'each would train alone into the same work dir. Pass --launcher pytorch '
+                '(tools/dist_train.sh does), or start one process without torchrun')
+        return
+    starter, names, command = LAUNCH_ENV[launcher]
+    missing = [name for name in names if name not in env]
+    if missing:
+        raise UsageError(
+            f'--launcher {launcher}: this process was not started by {starter} '
+            f'({", ".join(missing)} not set). Start the processes with {command}, or leave '
+            'out --launcher to train in one process')
+    local = env.get('LOCAL_RANK' if launcher == 'pytorch' else 'OMPI_COMM_WORLD_LOCAL_RANK')
+    if launcher != 'slurm' and gpus is not None and local and local.isdigit() and \
+            int(local) >= gpus:
+        raise UsageError(
+            f'--launcher {launcher}: this is process {local} of its machine, which has '
+            f'{gpus} GPU{"s" * (gpus != 1)}; start at most {gpus} processes per machine')
+
+
+def check_process_count(launcher, nproc):
+    """Raise :class:`UsageError` when ``nproc`` processes per task (the benchmark's
+    ``--gpus``) cannot run under ``launcher``. A count above the GPUs of a machine is
+    refused by each process (:func:`check_launcher`)."""
+    if nproc < 1:
+        raise UsageError(f'--gpus {nproc}: a run needs at least one process')
+    if launcher == 'none' and nproc > 1:
+        raise UsageError(f'--gpus {nproc} needs --launcher pytorch or slurm; with --launcher '
+                         'none one process trains')
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_loop_settings(cfg, splits=('train', 'val', 'test')):
+    """Raise :class:`UsageError` for loop settings with which a run trains or evaluates
+    nothing, or cannot start: ``train_cfg.max_iters``, ``max_epochs`` and ``val_interval``
+    and the splits' ``batch_size`` must be positive integers (mmengine accepts
+    ``max_iters=-5`` and ends at once)."""
+    settings = []
+    if 'train' in splits:
+        train_cfg = cfg.get('train_cfg') or {}
+        settings += [(f'train_cfg.{key}', train_cfg[key])
+                     for key in ('max_iters', 'max_epochs', 'val_interval') if key in train_cfg]
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if loader and 'batch_size' in loader:
+            settings.append((f'{split}_dataloader.batch_size', loader['batch_size']))
+    for key, value in settings:
+        if not _positive_int(value):
+            raise UsageError(f'{key} = {value!r}: must be a positive integer; set it with '
+                             f'--cfg-options {key}=N')
 
 
 def _use_gloo_without_cuda(cfg):
@@ -97,46 +199,22 @@ def enable_amp(cfg):
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg``, or the config's own ``runner_type``, that never executes the
-    config text a checkpoint carries (see :func:`_read_stored_config_as_data`)."""
+    """``Runner.from_cfg``, or the config's own ``runner_type``. Whichever it is, it loads
+    checkpoints through mmengine's loader, which :func:`mixedconv.register_all_modules`
+    keeps from handing stored config text to ``Config.fromstring``
+    (:func:`~mixedconv.config_data.guard_checkpoint_configs`), and each dataloader it builds
+    is checked before the first iteration
+    (:func:`~mixedconv.data.checks.checked_dataloader_builder`)."""
     from mixedconv import register_all_modules
     register_all_modules()  # components, the safe checkpoint loader
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    from .data.checks import checked_dataloader_builder
     _init_cpu_process_group(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    _read_stored_config_as_data(runner)
+    if hasattr(runner, 'build_dataloader'):
+        runner.build_dataloader = checked_dataloader_builder(runner.build_dataloader, cfg)
     return runner
-
-
-def _read_stored_config_as_data(runner):
-    """Make ``runner.resume`` read the checkpoint's ``meta['config']`` as data.
-
-    mmengine's ``Runner.resume`` passes that text to ``Config.fromstring``, which executes it,
-    only to read ``gpu_ids`` from it. The checkpoint's text is parsed with
-    :func:`~mixedconv.config_data.parse_config_text` instead and replaced by a one-line
-    config holding just the ``gpu_ids`` it declared (a list of ints, written by us), so
-    mmengine's GPU-count check still runs and nothing the file wrote is executed.
-    """
-    from .config_data import ConfigTextError, parse_config_text
-    load = runner.load_checkpoint
-
-    def load_checkpoint(filename, *args, **kwargs):
-        checkpoint = load(filename, *args, **kwargs)
-        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-        if isinstance(meta, dict) and 'config' in meta:
-            gpu_ids = None
-            try:
-                gpu_ids = parse_config_text(str(meta['config']),
-                                            f"meta['config'] of {filename}").get('gpu_ids')
-            except ConfigTextError as err:
-                print_log(f'{err}; it is ignored', logger='current', level=logging.WARNING)
-            ok = isinstance(gpu_ids, (list, tuple)) and all(
-                isinstance(i, int) and not isinstance(i, bool) for i in gpu_ids)
-            meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n' if ok else ''
-        return checkpoint
-
-    runner.load_checkpoint = load_checkpoint
 
 
 def die_with_parent():
@@ -169,11 +247,13 @@ def run_cli(main, argv=None):
     instead of a traceback. Programming errors keep their traceback."""
     from .checkpoint import CheckpointError
     from .config_data import ConfigTextError
+    from .data import DatasetError
     if os.environ.get(DIE_WITH_PARENT_ENV) == '1':
         die_with_parent()
     try:
         return main(argv)
-    except (FileNotFoundError, IsADirectoryError, CheckpointError, ConfigTextError) as err:
+    except (FileNotFoundError, IsADirectoryError, CheckpointError, ConfigTextError,
+            DatasetError, UsageError) as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         sys.exit(2)
 

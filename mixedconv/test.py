@@ -9,7 +9,7 @@ a checkout.
 import os.path as osp
 
 from .data.layout import check_dataset_paths
-from .launch import build_runner, load_config, parser, run_cli
+from .launch import build_runner, check_loop_settings, load_config, parser, run_cli
 
 
 def main(argv=None):
@@ -20,6 +20,7 @@ def main(argv=None):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_loop_settings(cfg, ('test',))
     check_dataset_paths(cfg, ('test',))
     return build_runner(cfg).test()
 

@@ -98,19 +98,27 @@ def _crafted(trained, tmp_path, config_text):
     return path
 
 
+def gpu_ids_payload(marker):
+    """The stored config of a resumed run as mmengine reads it: ``gpu_ids`` computed by a
+    call that creates ``marker``."""
+    return f"gpu_ids = [__import__('os').system('touch {marker}')]\n"
+
+
+@pytest.mark.parametrize('runner_type', ['Runner', 'FlexibleRunner'])
 def test_resume_does_not_run_checkpoint_config(trained_classifier, train_classifier,
-                                               image_folder, tmp_path):
-    """--resume from a checkpoint whose meta['config'] would create a file: the run resumes
+                                               image_folder, tmp_path, runner_type):
+    """--resume from a checkpoint whose meta['config'] would create a file, under the default
+    Runner and under FlexibleRunner (which resumes through its strategy): the run resumes
     from iteration 2 to 4 and the file is never created. A stale checkpoint temporary is
     removed at the start."""
     marker = tmp_path / 'ran'
-    crafted = _crafted(trained_classifier, tmp_path, payload(marker))
+    crafted = _crafted(trained_classifier, tmp_path, gpu_ids_payload(marker))
     work_dir = tmp_path / 'resumed'
     work_dir.mkdir()
     stale = work_dir / '.iter_4.pth.k2j3h4.part'
     stale.write_bytes(b'half a checkpoint')
     out = train_classifier(work_dir, image_folder, '--cfg-options', 'train_cfg.max_iters=4',
-                           '--resume', str(crafted))
+                           f'runner_type={runner_type}', '--resume', str(crafted))
     assert out.returncode == 0, out.stderr[-3000:]
     assert not marker.exists()
     assert 'resumed epoch: 0, iter: 2' in out.stdout + out.stderr
@@ -118,15 +126,46 @@ def test_resume_does_not_run_checkpoint_config(trained_classifier, train_classif
     assert safe_load(work_dir / 'iter_4.pth')['meta']['iter'] == 4
 
 
+@pytest.mark.parametrize('runner_type, message', [
+    ('Runner', 'Number of GPUs used for current experiment is not consistent'),
+    ('FlexibleRunner', 'Cannot automatically rescale lr in resuming')])
 def test_resume_still_checks_the_stored_gpu_count(trained_classifier, train_classifier,
-                                                  image_folder, tmp_path):
+                                                  image_folder, tmp_path, runner_type,
+                                                  message):
     """The stored config is read as data, not dropped: mmengine's check that the GPU count
     matches the one the checkpoint was trained with still runs."""
     crafted = _crafted(trained_classifier, tmp_path, 'gpu_ids = [0, 1, 2, 3]\n')
     out = train_classifier(tmp_path / 'resumed', image_folder, '--cfg-options',
-                           'train_cfg.max_iters=4', '--resume', str(crafted))
+                           'train_cfg.max_iters=4', f'runner_type={runner_type}',
+                           '--resume', str(crafted))
     assert out.returncode != 0
-    assert 'Number of GPUs used for current experiment is not consistent' in out.stderr
+    assert message in out.stderr
+
+
+def test_no_mmengine_reader_runs_checkpoint_config(trained_classifier, tmp_path):
+    """mmengine hands a checkpoint's config text to ``Config.fromstring`` in three places:
+    ``Runner.resume`` and ``FlexibleRunner.resume`` (``meta['config']``) and an inferencer
+    built from weights alone (``message_hub['runtime_info']['cfg']``, then ``meta['cfg']``).
+    Every checkpoint mmengine loads reaches them without runnable text: here the
+    inferencer, which then asks for a config."""
+    from mmdet.apis import DetInferencer
+    from mmengine.runner.checkpoint import _load_checkpoint
+    marker = tmp_path / 'ran'
+    checkpoint = safe_load(trained_classifier / 'iter_2.pth')
+    checkpoint['meta']['config'] = gpu_ids_payload(marker)
+    checkpoint['meta']['cfg'] = payload(marker)
+    checkpoint['message_hub']['runtime_info']['cfg'] = payload(marker)
+    path = tmp_path / 'crafted.pth'
+    torch.save(checkpoint, path)
+
+    loaded = _load_checkpoint(str(path), map_location='cpu')
+    assert 'cfg' not in loaded['meta'] and 'cfg' not in loaded['message_hub']['runtime_info']
+    assert loaded['meta']['config'] == ''
+    assert torch.equal(next(iter(loaded['state_dict'].values())),
+                       next(iter(checkpoint['state_dict'].values())))
+    with pytest.raises(ValueError, match='Cannot find the config in the checkpoint'):
+        DetInferencer(model=None, weights=str(path), device='cpu')
+    assert not marker.exists()
 
 
 def test_leaderboard_never_runs_python_files_in_work_dirs(trained_classifier, tmp_path):

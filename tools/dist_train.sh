@@ -10,6 +10,10 @@ if [[ $# -lt 2 ]]; then
 fi
 CONFIG=$1
 NPROC=$2
+if [[ ! "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: NPROC must be a positive number of processes, got '$NPROC'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

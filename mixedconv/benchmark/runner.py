@@ -38,7 +38,7 @@ from mmengine.config import Config
 
 from ..config_files import config_path
 from ..fileio import remove_stale_temporaries
-from ..launch import DIE_WITH_PARENT_ENV, die_with_parent
+from ..launch import DIE_WITH_PARENT_ENV, check_process_count, die_with_parent
 from ..leaderboard.collect import read_mmengine_work_dir
 from ..leaderboard.table import short_sha
 from ..leaderboard.summary import (TaskSummary, current_git_commit, read_summary, sha256_of,
@@ -74,6 +74,7 @@ class Launch:
             raise ValueError(f'unknown launcher {self.launcher!r}; valid: none, pytorch, slurm')
         if self.launcher == 'slurm' and not self.partition:
             raise ValueError('--launcher slurm needs --partition')
+        check_process_count(self.launcher, self.gpus)
 
     def command(self, config, work_dir, resume, job_name='mixedconv'):
         """The command line that trains ``config`` into ``work_dir``."""

@@ -23,32 +23,29 @@ LAYOUTS = {
 SPLITS = ('train', 'val', 'test')
 
 
-def _base_datasets(dataset, key):
+def base_dataset_configs(dataset, key):
     """``(config key, dataset)`` of the datasets under wrappers (RepeatDataset,
     ClassBalancedDataset, ConcatDataset), keyed as ``--cfg-options`` addresses them."""
     if 'datasets' in dataset:
         return [found for i, child in enumerate(dataset['datasets'])
-                for found in _base_datasets(child, f'{key}.datasets.{i}')]
+                for found in base_dataset_configs(child, f'{key}.datasets.{i}')]
     if 'dataset' in dataset:
-        return _base_datasets(dataset['dataset'], f'{key}.dataset')
+        return base_dataset_configs(dataset['dataset'], f'{key}.dataset')
     return [(key, dataset)]
 
 
 def dataset_paths(dataset):
-    """``(config key, path)`` of the root, annotation file and data prefixes a dataset reads,
-    joined with ``data_root`` the way mmengine's ``BaseDataset`` joins them."""
+    """``(config key, path)`` of the root and the annotation file, joined with ``data_root``
+    the way mmengine's ``BaseDataset`` joins them: the paths every dataset reads as it is
+    built. Its ``data_prefix`` folders are checked where they are read (by the dataset as it
+    lists them, or by its pipeline: :mod:`mixedconv.data.checks`), since which of them a
+    dataset reads depends on the dataset class and the pipeline."""
     root = dataset.get('data_root') or ''
-
-    def join(path):
-        return path if osp.isabs(path) or not root else osp.join(root, path)
-
     paths = [('data_root', root)] if root else []
     if dataset.get('ann_file'):
-        paths.append(('ann_file', join(dataset['ann_file'])))
-    prefix = dataset.get('data_prefix') or {}
-    if isinstance(prefix, str):
-        prefix = dict(img_path=prefix)
-    paths += [(f'data_prefix.{key}', join(value)) for key, value in prefix.items() if value]
+        ann_file = dataset['ann_file']
+        paths.append(('ann_file', ann_file if osp.isabs(ann_file) or not root
+                      else osp.join(root, ann_file)))
     return paths
 
 
@@ -56,8 +53,21 @@ def _is_local(path):
     return '://' not in path
 
 
+def missing_path_error(split, kind, key, path, dataset_key):
+    """The error for a dataset path that does not exist: the split, the config key, the
+    path, the layout the dataset type reads and the ``--cfg-options`` that points the
+    config elsewhere."""
+    return FileNotFoundError(
+        f'{split} dataset ({kind}): {key} {path} does not exist. Expected '
+        f'layout:\n{LAYOUTS.get(kind, "see the dataset class documentation")}'
+        f'\nCreate it in that layout, or point the config at the data, e.g. '
+        f'--cfg-options {dataset_key}.data_root=/path/to/data/ (the '
+        'benchmark: --data-root).')
+
+
 def check_dataset_paths(cfg, splits=('train', 'val')):
-    """Raise when a path that the given splits' datasets (or COCO evaluators) read is missing.
+    """Raise when the root or annotation file of the given splits' datasets (or of their
+    COCO evaluators) is missing.
 
     Splits whose dataloader is absent, and the val split when ``val_cfg`` is None, are
     skipped, as are paths on remote storage.
@@ -69,17 +79,12 @@ def check_dataset_paths(cfg, splits=('train', 'val')):
         loader = cfg.get(f'{split}_dataloader')
         if not loader or (split != 'train' and cfg.get(f'{split}_cfg') is None):
             continue
-        for dataset_key, dataset in _base_datasets(loader['dataset'],
-                                                   f'{split}_dataloader.dataset'):
+        for dataset_key, dataset in base_dataset_configs(loader['dataset'],
+                                                         f'{split}_dataloader.dataset'):
             kind = str(dataset.get('type', '')).split('.')[-1]
             for key, path in dataset_paths(dataset):
                 if _is_local(path) and not osp.exists(path):
-                    raise FileNotFoundError(
-                        f'{split} dataset ({kind}): {key} {path} does not exist. Expected '
-                        f'layout:\n{LAYOUTS.get(kind, "see the dataset class documentation")}'
-                        f'\nCreate it in that layout, or point the config at the data, e.g. '
-                        f'--cfg-options {dataset_key}.data_root=/path/to/data/ (the '
-                        'benchmark: --data-root).')
+                    raise missing_path_error(split, kind, key, path, dataset_key)
         evaluators = cfg.get(f'{split}_evaluator') or []
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             path = evaluator.get('ann_file')
