@@ -62,7 +62,7 @@ def train(work_dir, hook, wrapper='MMDistributedDataParallel'):
         train_cfg=dict(by_epoch=False, max_iters=1),
         default_hooks=dict(checkpoint=None, fp16_compression=hook))
     runner.train()
-    return float(runner.model.module.w)
+    return runner.model.module.w.item()
 
 
 out = sys.argv[1]
@@ -122,5 +122,5 @@ def test_single_process_run_is_unchanged(tmp_path, capsys):
         train_cfg=dict(by_epoch=False, max_iters=1),
         default_hooks=dict(checkpoint=None, fp16_compression=dict(type='Fp16CompressionHook')))
     runner.train()
-    assert float(runner.model.w) == -x  # float32 gradient, no all-reduce
+    assert runner.model.w.item() == -x  # float32 gradient, no all-reduce
     assert 'not a distributed run' in capsys.readouterr().out
