@@ -6,6 +6,8 @@ every component buildable with a plain ``type='ConvViT'`` from all three librari
 (``default_scope`` mmpretrain, mmdet or mmseg) once ``mixedconv`` is imported. Names are chosen
 not to clash with any class of those libraries (checked in tests/test_registry.py).
 """
-from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS, TRANSFORMS
+from mmengine.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS,
+                               PARAM_SCHEDULERS, TRANSFORMS)
 
-__all__ = ['MODELS', 'OPTIMIZERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'HOOKS', 'TRANSFORMS']
+__all__ = ['MODELS', 'OPTIMIZERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'HOOKS',
+           'TRANSFORMS']

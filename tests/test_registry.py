@@ -4,8 +4,10 @@ import importlib
 import pytest
 from mmengine.registry import DefaultScope
 
+import mixedconv.models.mask_head  # noqa: F401  (imported by the Mask R-CNN recipes)
 import mixedconv.models.roi_extractor  # noqa: F401  (imported by the Mask R-CNN recipes)
-from mixedconv.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS, TRANSFORMS
+from mixedconv.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS,
+                                PARAM_SCHEDULERS, TRANSFORMS)
 
 LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils'}
 
@@ -18,11 +20,13 @@ def ours(registry):
 def test_components_registered():
     names = ours(MODELS)
     for expected in ('ConvViT', 'PlainViT', 'ConvMAE', 'MixedAE', 'ReconstructionDecoder',
-                     'SimpleFeaturePyramid', 'LayerNorm2d', 'Float32SingleRoIExtractor'):
+                     'SimpleFeaturePyramid', 'LayerNorm2d', 'Float32SingleRoIExtractor',
+                     'ClippedFCNMaskHead'):
         assert expected in names
     assert 'LayerDecayOptimWrapperConstructor' in ours(OPTIM_WRAPPER_CONSTRUCTORS)
     assert 'MoCoV3LARS' in ours(OPTIMIZERS)
-    assert {'FiniteLossHook', 'RNGStateHook'} <= set(ours(HOOKS))
+    assert {'FiniteLossHook', 'RNGStateHook', 'Fp16CompressionHook'} <= set(ours(HOOKS))
+    assert 'WarmupCosineLR' in ours(PARAM_SCHEDULERS)
     assert 'CheckedLoadImageFromFile' in ours(TRANSFORMS)
 
 
@@ -33,7 +37,8 @@ def test_no_name_clash_and_buildable(lib):
     for root, child in ((MODELS, registry_mod.MODELS),
                         (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS),
                         (OPTIMIZERS, registry_mod.OPTIMIZERS),
-                        (HOOKS, registry_mod.HOOKS), (TRANSFORMS, registry_mod.TRANSFORMS)):
+                        (HOOKS, registry_mod.HOOKS), (TRANSFORMS, registry_mod.TRANSFORMS),
+                        (PARAM_SCHEDULERS, registry_mod.PARAM_SCHEDULERS)):
         for name in ours(root):
             assert name not in child.module_dict, f'{name} clashes with {lib}'
             with DefaultScope.overwrite_default_scope(lib):

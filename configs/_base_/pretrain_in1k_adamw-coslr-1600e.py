@@ -1,7 +1,10 @@
-# Shared by the ConvMAE and MixedAE pretraining recipes (MAE's, He et al. 2022): unlabelled
-# ImageNet-1K train folder, RandomResizedCrop(224, 0.2-1.0, bicubic) + flip, no colour jitter,
-# AdamW (0.9, 0.95), wd 0.05, lr 1.5e-4 x batch / 256 for a total batch of 2048, 40 warmup
-# epochs then cosine to 1600, bf16 AMP (long fp16 runs of ConvMAE hit NaN).
+# Shared by the ConvMAE and MixedAE pretraining recipes (MAE's, He et al. 2022; facebookresearch/
+# mae main_pretrain.py and util/lr_sched.py): unlabelled ImageNet-1K train folder,
+# RandomResizedCrop(224, 0.2-1.0, bicubic) + flip, no colour jitter, last partial batch
+# dropped, AdamW (0.9, 0.95), wd 0.05 on every parameter but the 1-D ones and biases (timm's
+# add_weight_decay), lr 1.5e-4 x batch / 256 for a total batch of 2048, per-iteration warmup
+# from 0 over 40 epochs then cosine to 0 at 1600, bf16 AMP (long fp16 runs of ConvMAE hit
+# NaN).
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mixedconv'], allow_failed_imports=False)
 
@@ -30,9 +33,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1.5e-4 * 2048 / 256, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=1560, by_epoch=True, begin=40, end=1600,
+    dict(type='WarmupCosineLR', warmup=40, eta_min=0.0, by_epoch=True, begin=0, end=1600,
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1600)

@@ -5,7 +5,8 @@
 # - frozen encoder, mean-pooled stage-3 tokens, BatchNorm without affine, linear head;
 # - LARS in MoCo v3's form (momentum 0.9, trust coefficient 0.001, the lr applied to the
 #   momentum buffer, no trust ratio and no weight decay for the head bias), lr = blr 0.1 x 4096 /
-#   256 = 1.6, wd 0, 10 warmup epochs then cosine to 0, 90 epochs;
+#   256 = 1.6, wd 0, per-iteration warmup from 0 over 10 epochs then cosine to 0, 90 epochs
+#   (util/lr_sched.py);
 # - bicubic RandomResizedCrop(224) + flip; test: bicubic resize of the short side to 256,
 #   centre crop 224.
 _base_ = [
@@ -59,9 +60,7 @@ optim_wrapper = dict(
                    trust_coefficient=0.001))
 
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=80, by_epoch=True, begin=10, end=90, eta_min=0.0,
+    dict(type='WarmupCosineLR', warmup=10, eta_min=0.0, by_epoch=True, begin=0, end=90,
          convert_to_iter_based=True),
 ]
 

@@ -14,9 +14,12 @@
 #   layers here: its norm types (_BatchNorm, _InstanceNorm, GroupNorm, LayerNorm) cover every
 #   norm of this model (nn.LayerNorm, SyncBatchNorm), and the one module type they add
 #   (LayerNorm2d, our counterpart of detectron2's LN, which detectron2 decays) is not in it;
-#   tests/test_layer_decay.py checks the groups. Cosine over the whole run, warmup 0.5%
-#   (461 iterations) from 0.001; batch 32, 25 epochs;
-# - images padded to 1024x1024 with the raw pixel value 128 at train and test time.
+#   tests/test_layer_decay.py checks the groups. Batch 32, 92187 iterations (the 100-epoch
+#   config's 368750 // 4), cosine over the whole run, warmup 0.5% (461 iterations) from
+#   0.001; evaluation and checkpoints every 3688 iterations;
+# - images padded to 1024x1024 with the raw pixel value 128 at train and test time; the test
+#   boxes are then scaled by the larger of the two original / padded size ratios, clipped to
+#   the original image and the empty ones dropped (the official lsj_postprocess).
 #
 # Pretrained encoder (official release, tools/export_encoder.py output or a ConvMAE
 # pretraining checkpoint): --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -45,7 +48,7 @@ model = dict(
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256,
                        norm_cfg=norm_cfg),
-        mask_head=dict(norm_cfg=norm_cfg)))
+        mask_head=dict(norm_cfg=norm_cfg, box_rescale='max')))
 
 # detectron2's FixedSizeCrop, the official LSJ crop at train and test time, pads bottom/right to
 # 1024x1024 with the raw pixel value 128 (not the mean pixel that padding after normalisation
@@ -55,7 +58,8 @@ raw_pad = dict(type='Pad', size=image_size, pad_val=dict(img=(128, 128, 128), se
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True,
+         **_base_.resize_backend),
     dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
          recompute_bbox=True, allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
@@ -65,7 +69,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='CheckedLoadImageFromFile', backend_args=None),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True, **_base_.resize_backend),
     raw_pad,
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
@@ -82,9 +86,16 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         custom_keys=dict(pos_embed=dict(decay_mult=0.0),
                          relative_position_bias_table=dict(decay_mult=0.0))))
+# detectron2's WarmupParamScheduler: 0.5% of 92187 = 460.9 warmup iterations (0..460) rising
+# from 0.001 to the cosine's value, times a cosine over all iterations. mmengine's LinearLR
+# reaches its end factor at step end - 1, so end=462 reaches 1 at iteration 461, the first
+# one after detectron2's warmup.
+max_iters = 92187
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=461),
-    dict(type='CosineAnnealingLR', T_max=25, eta_min=0.0, by_epoch=True, begin=0, end=25,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=462),
+    dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=0.0, by_epoch=False, begin=0,
+         end=max_iters),
 ]
+train_cfg = dict(max_iters=max_iters, val_interval=3688)
+default_hooks = dict(checkpoint=dict(interval=3688))
 auto_scale_lr = dict(enable=True, base_batch_size=32)

@@ -6,7 +6,8 @@
 #   global attention in stage-3 blocks 1, 4, 7, 10; ViTDet's decomposed relative position per
 #   block; no final norm; the 14x14 position embedding is trained and interpolated at every
 #   forward; stage-1/2 LayerNorm eps 1e-6 (the official CBlock takes the model's norm layer);
-# - layer decay 0.8, lr 1e-4, wd 0.1, batch 16, 184375 iterations (25 epochs); detectron2's
+# - layer decay 0.8, lr 1e-4, wd 0.1, batch 16, 184375 iterations (25 epochs), evaluation
+#   every 7500 and checkpoints every 2500 iterations; detectron2's
 #   weight-decay rule (biases and relative position tables decayed, norm layers and pos_embed
 #   not); the position embedding trains at the full lr: the official get_vit_lr_decay_rate
 #   (projects/ConvMAEDet/modeling/convmae.py) has no case for pos_embed, which therefore gets
@@ -37,4 +38,6 @@ model = dict(
 optim_wrapper = dict(paramwise_cfg=dict(
     overrides=dict(pos_embed=dict(weight_decay=0.0, lr_scale=1.0))))
 train_dataloader = dict(batch_size=2)
+train_cfg = dict(val_interval=7500)
+default_hooks = dict(checkpoint=dict(interval=2500))
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -54,9 +54,12 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     constructor='LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.75, no_decay_names=()))
+# mmcv 1.x (the official runs): lr = base x (1 - iter / 160000) x warmup, the warmup rising
+# linearly from 1e-6 to 1 at iteration 1500. mmengine's LinearLR and PolyLR reach their end
+# values at step end - 1, hence end=1501 and end=160001 (never reached) for those formulas.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end=160000, by_epoch=False),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1501),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=0, end=160001, by_epoch=False),
 ]
 # mmseg's ADE20K pipelines, restated to load images through CheckedLoadImageFromFile (a
 # corrupt image is named, with the fix, instead of failing inside the decoder)

@@ -33,7 +33,6 @@ model = dict(
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
 
-# 100 epochs: 25 epochs over the data repeated 4 times (mmdet's LSJ convention)
-train_dataloader = dict(batch_size=4, dataset=dict(times=4))
+train_dataloader = dict(batch_size=4)
 optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.7))
 auto_scale_lr = dict(enable=True, base_batch_size=64)

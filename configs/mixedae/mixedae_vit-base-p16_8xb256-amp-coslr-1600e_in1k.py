@@ -1,8 +1,9 @@
-# MixedAE ViT-B/16 pretraining on ImageNet-1K (Chen et al. 2023): MAE's recipe,
-# 1600 epochs, 40 warmup, batch 2048 source images (8 GPUs x 256, i.e. 64 mixed images per
-# GPU at mix_ratio 0.25), AdamW (0.9, 0.95), wd 0.05, lr 1.5e-4 x 2048 / 256, bf16 AMP,
-# RandomResizedCrop(0.2-1.0) + flip, no colour jitter. The per-GPU batch must be a multiple
-# of 1 / mix_ratio (drop_last keeps the last batch so).
+# MixedAE ViT-B/16 pretraining on ImageNet-1K (Chen et al. 2023). No official code was
+# released; the recipe is MAE's (facebookresearch/mae main_pretrain.py), which the paper
+# compares against: 1600 epochs, 40 warmup, batch 2048 source images (8 GPUs x 256, i.e. 64
+# mixed images per GPU at mix_ratio 0.25), AdamW (0.9, 0.95), wd 0.05, lr 1.5e-4 x 2048 / 256,
+# bf16 AMP, RandomResizedCrop(0.2-1.0) + flip, no colour jitter. The per-GPU batch must be a
+# multiple of 1 / mix_ratio (drop_last keeps the last batch so).
 _base_ = ['../_base_/pretrain_in1k_adamw-coslr-1600e.py']
 
 # the encoder is a PlainViT (timm names) with a frozen sin-cos position embedding
@@ -23,7 +24,7 @@ model = dict(
     data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
                            std=[58.395, 57.12, 57.375], to_rgb=True))
 
-# no weight decay on norms, biases, tokens, position and segment embeddings
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys=dict(
-    mask_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0),
-    cls_token=dict(decay_mult=0.0), segment_embed=dict(decay_mult=0.0))))
+# weight decay as MAE's main_pretrain.py (timm's add_weight_decay, the base's norm and bias
+# rules): none for 1-D parameters (norms) and biases, decay for everything else, the class and
+# mask tokens and the segment embeddings included. The position embedding is a fixed sin-cos
+# table (no gradient).
