@@ -174,7 +174,7 @@ class ConvViT(TransferBackbone):
         self.out_channels = CONVVIT.out_channels(arch, self.out_indices)
         self.out_strides = tuple(LEVEL_STRIDES[i] for i in self.out_indices)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.patch_embed1 = ConvPatchEmbed(in_channels, dims[0], 4)
         self.patch_embed2 = ConvPatchEmbed(dims[0], dims[1], 2)
         self.patch_embed3 = ConvPatchEmbed(dims[1], dims[2], 2)

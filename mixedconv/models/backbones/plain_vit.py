@@ -186,7 +186,7 @@ class PlainViT(TransferBackbone):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, d), requires_grad=not fixed_pos_embed)
         self.blocks = build_transformer_stage(
             self, self.depth, d, settings['num_heads'], mlp_ratio or settings.get('mlp_ratio', 4.),
-            self.grid_hw, torch.linspace(0, drop_path_rate, self.depth).tolist(),
+            self.grid_hw, torch.linspace(0, drop_path_rate, self.depth, device='cpu').tolist(),
             window_size=window_size, global_blocks=global_blocks, rel_pos_type=rel_pos_type,
             num_extra_tokens=self.num_extra_tokens, attn_layer=ATTN_LAYERS[attn_layer],
             qkv_bias=qkv_bias, layer_scale_init=layer_scale_init, norm_eps=norm_eps)
