@@ -23,6 +23,7 @@ RESCALING_NECKS = ('Feature2Pyramid', )
 def backbone_out_channels(backbone_cfg):
     """``out_channels`` of a ConvViT / PlainViT config, built on the meta device (no memory,
     no weights loaded); its own option errors are raised here."""
+    from .models import backbones  # noqa: F401  (registers them)
     with torch.device('meta'):
         return list(MODELS.build(dict(backbone_cfg)).out_channels)
 
@@ -39,16 +40,16 @@ def _mismatch(where, expects, name, channels):
 
 
 def _check_reader(where, reader, name, channels):
-    """A neck or head config against the maps ``channels``; True when it passes maps on with
-    their channels (a rescaling neck), so the heads after it read the same."""
+    """A neck or head config against the maps ``channels`` (readers without ``in_channels``
+    pass)."""
     if _type_name(reader) in RESCALING_NECKS:
         rescales, dim = reader.get('rescales', [4, 2, 1, 0.5]), reader.get('embed_dim')
         if len(rescales) != len(channels) or any(c != dim for c in channels):
             raise _mismatch(where, f'{len(rescales)} maps of {dim} channels', name, channels)
-        return True
+        return
     expected = reader.get('in_channels')
     if expected is None:
-        return False
+        return
     if 'in_index' in reader or where.endswith('head'):
         index = reader.get('in_index', -1)
         indices = list(index) if isinstance(index, (list, tuple)) else [index]
@@ -61,7 +62,30 @@ def _check_reader(where, reader, name, channels):
         read = channels if isinstance(expected, (list, tuple)) else channels[-1]
     if (list(expected) if isinstance(expected, (list, tuple)) else expected) != read:
         raise _mismatch(where, f'in_channels={expected}', name, channels)
-    return False
+
+
+def backbone_readers(model):
+    """The configs that read the backbone's maps directly, as (dotted path, config): the
+    neck, or without one (or after a rescaling neck, which passes maps on with their
+    channels) the decode and auxiliary heads, or the classifier head."""
+    readers = []
+    neck = model.get('neck')
+    if isinstance(neck, (list, tuple)):
+        neck = neck[0] if neck else None
+    if neck:
+        readers.append(('model.neck', neck))
+        if _type_name(neck) not in RESCALING_NECKS:
+            return readers
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model.get(key)
+        listed = isinstance(heads, (list, tuple))
+        for i, head in enumerate(heads if listed else [heads]):
+            if head:
+                readers.append((f'model.{key}' + (f'[{i}]' if listed else ''), head))
+    head = model.get('head')
+    if head and not neck and 'in_channels' in head:
+        readers.append(('model.head', head))
+    return readers
 
 
 def check_config(cfg):
@@ -76,17 +100,5 @@ def check_config(cfg):
     if constructor:
         refuse_library_constructor(constructor, name)
     channels = backbone_out_channels(backbone)
-    neck = model.get('neck')
-    if isinstance(neck, (list, tuple)):
-        neck = neck[0] if neck else None
-    if neck and not _check_reader('model.neck', neck, name, channels):
-        return  # the heads read the neck's maps
-    for key in ('decode_head', 'auxiliary_head'):
-        heads = model.get(key)
-        for i, head in enumerate(heads if isinstance(heads, (list, tuple)) else [heads]):
-            if head:
-                where = f'model.{key}' + (f'[{i}]' if isinstance(heads, (list, tuple)) else '')
-                _check_reader(where, head, name, channels)
-    head = model.get('head')
-    if head and not neck and 'in_channels' in head:
-        _check_reader('model.head', head, name, channels)
+    for where, reader in backbone_readers(model):
+        _check_reader(where, reader, name, channels)
