@@ -1,6 +1,7 @@
 """ConvViT and PlainViT behave as mm users expect of a backbone: any input size for dense
 outputs, ResNet-era options, mm stage numbering, output channels, only the pyramid levels asked
 for, a clear error for outputs nothing reads, and the libraries' layer-decay settings."""
+import ast
 import glob
 import os.path as osp
 import re
@@ -324,3 +325,16 @@ def test_library_constructors_cannot_take_our_backbones_and_we_say_what_to_write
                          ids=lambda p: osp.relpath(p, osp.join(ROOT, 'configs')))
 def test_shipped_recipes_pass_the_config_check(path):
     check_config(Config.fromfile(path))
+
+
+def test_readme_channel_tables_are_the_families():
+    text = open(osp.join(ROOT, 'README.md')).read()
+    for family, n in ((CONVVIT, 4), (PLAINVIT, 3)):
+        table = re.search(rf'\| {family.name} `(\w+)` \|(.*)\|\n\s*\|[-|]+\|\n\s*\|(.*)\|\n', text)
+        archs = [table.group(1)] + re.findall(r'`(\w+)`', table.group(2))
+        cells = [c.strip() for c in table.group(3).split('|')]
+        assert sorted(map(family.canonical, archs)) == sorted(family.arch_zoo)
+        for arch, cell in zip(archs, cells, strict=True):
+            shown, _, repeat = cell.partition(' * ')
+            shown = ast.literal_eval(shown) * (n if repeat == 'n' else 1)
+            assert shown == family.out_channels(arch, range(n)), (family.name, arch)
