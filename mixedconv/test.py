@@ -9,6 +9,7 @@ a checkout.
 import os.path as osp
 
 from .data.layout import check_dataset_paths
+from .dropin import check_config
 from .launch import build_runner, check_loop_settings, load_config, parser, run_cli
 
 
@@ -22,6 +23,7 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     check_loop_settings(cfg, ('test',))
     check_dataset_paths(cfg, ('test',))
+    check_config(cfg)
     return build_runner(cfg).test()
 
 

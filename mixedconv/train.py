@@ -9,6 +9,7 @@ package). ``tools/train.py`` runs the same from a checkout.
 import os.path as osp
 
 from .data.layout import check_dataset_paths
+from .dropin import check_config
 from .launch import (build_runner, check_loop_settings, enable_amp, load_config, parser,
                      remove_stale_checkpoint_temporaries, run_cli)
 
@@ -69,6 +70,7 @@ def main(argv=None):
         check_resumable(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
     check_dataset_paths(cfg, ('train', 'val'))
+    check_config(cfg)
     remove_stale_checkpoint_temporaries(cfg)
     build_runner(cfg).train()
 

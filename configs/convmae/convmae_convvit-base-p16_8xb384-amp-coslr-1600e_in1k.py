@@ -7,7 +7,7 @@ _base_ = ['../_base_/pretrain_in1k_adamw-coslr-1600e.py']
 
 model = dict(
     type='ConvMAE',
-    backbone=dict(type='ConvViT', arch='b', img_size=224),
+    backbone=dict(type='ConvViT', arch='b', img_size=224, learnable_pos_embed=False),
     neck=dict(type='ReconstructionDecoder', embed_dim=512, depth=8, num_heads=16, mlp_ratio=4.),
     mask_ratio=0.75,
     norm_pix=True,

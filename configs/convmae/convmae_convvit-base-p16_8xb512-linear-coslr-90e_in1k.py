@@ -39,7 +39,7 @@ model = dict(
         arch='b',
         img_size=224,
         out_type='avg_featmap',
-        frozen_stages=2,
+        frozen_stages=3,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(type='ClsBatchNormNeck', input_features=768),
     head=dict(

@@ -23,6 +23,26 @@ DETECTRON2_NORM_TYPES = ('BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'SyncBatch
 DETECTRON2_DECAYED_TYPES = ('LayerNorm2d', )
 # keys a detectron2-rule override may set, per parameter name
 OVERRIDE_KEYS = ('weight_decay', 'lr_scale')
+# The layer-decay constructors of mmseg (LayerDecayOptimizerConstructor,
+# LearningRateDecayOptimizerConstructor) and mmdet (LearningRateDecayOptimizerConstructor):
+# they recognise only their own backbones, by class name (BEiT/MAE, ConvNeXt) and parameter
+# names (layers.N, stages.N), and raise a bare NotImplementedError for any other.
+LIBRARY_CONSTRUCTORS = {'LayerDecayOptimizerConstructor': 'mmseg',
+                        'LearningRateDecayOptimizerConstructor': 'mmseg and mmdet'}
+# their paramwise_cfg spelling: decay_rate (= layer_decay_rate), num_layers, decay_type
+LIBRARY_DECAY_TYPES = ('layer_wise', 'layer_wise_vit')
+
+
+def refuse_library_constructor(constructor, backbone_type):
+    """ValueError, in one line, when ``constructor`` is one of :data:`LIBRARY_CONSTRUCTORS`
+    (scope prefix allowed): it cannot assign layers of ``backbone_type``."""
+    name = str(constructor).rpartition('.')[-1]
+    if name in LIBRARY_CONSTRUCTORS:
+        raise ValueError(
+            f"{name} ({LIBRARY_CONSTRUCTORS[name]}) assigns layer ids only to its library's own "
+            f"backbones and cannot assign those of {backbone_type}: write optim_wrapper."
+            "constructor='LayerDecayOptimWrapperConstructor' (it reads num_layers and "
+            'decay_rate from the same paramwise_cfg)')
 
 
 def resolve_module_type(name):
@@ -61,6 +81,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       ``lr_scale`` (replaces the layer-decay scale). A parameter shared by several modules
       belongs to the first one in ``named_modules()`` order, as in detectron2.
 
+    The paramwise_cfg of mmseg's and mmdet's layer-decay constructors works as it is:
+    ``decay_rate`` is ``layer_decay_rate``, ``num_layers`` (the transformer blocks those
+    constructors count; at least the backbone's) sets the ids as they do (embeddings 0, block i
+    i + 1, the rest ``num_layers + 1``), ``decay_type`` may be ``'layer_wise'`` or
+    ``'layer_wise_vit'``, and weight decay then exempts only 1-D parameters unless
+    ``no_decay_names`` is given (their rule). Those constructors themselves cannot be pointed at
+    our backbones (:func:`refuse_library_constructor`).
+
     Frozen parameters (``requires_grad=False``) are left out of the optimizer.
 
     Config::
@@ -76,15 +104,17 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
         paramwise_cfg = dict(paramwise_cfg or {})
+        library = self._read_library_keys(paramwise_cfg)
         if 'layer_decay_rate' not in paramwise_cfg:
             raise ValueError('LayerDecayOptimWrapperConstructor needs '
-                             'paramwise_cfg=dict(layer_decay_rate=...)')
+                             'paramwise_cfg=dict(layer_decay_rate=...) (or decay_rate=...)')
         self.layer_decay_rate = paramwise_cfg.pop('layer_decay_rate')
         self.decay_rule = paramwise_cfg.pop('decay_rule', 'mae')
         if self.decay_rule not in DECAY_RULES:
             raise ValueError(f'decay_rule must be one of {DECAY_RULES}, got {self.decay_rule!r}')
         if self.decay_rule == 'mae':
-            self.no_decay_names = tuple(paramwise_cfg.pop('no_decay_names', NO_DECAY_NAMES))
+            self.no_decay_names = tuple(paramwise_cfg.pop(
+                'no_decay_names', () if library else NO_DECAY_NAMES))
         else:
             self.norm_types = tuple(resolve_module_type(t) for t in paramwise_cfg.pop(
                 'norm_types', DETECTRON2_NORM_TYPES))
@@ -101,6 +131,31 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(f'unknown paramwise_cfg keys for layer decay with decay_rule='
                              f'{self.decay_rule!r}: {sorted(paramwise_cfg)}')
         super().__init__(optim_wrapper_cfg, paramwise_cfg=dict(layer_decay_rate=None))
+
+    def _read_library_keys(self, paramwise_cfg):
+        """Take mmseg's/mmdet's ``decay_rate``, ``num_layers``, ``decay_type`` out of
+        ``paramwise_cfg`` (in place); True when any was there."""
+        library = any(k in paramwise_cfg for k in ('decay_rate', 'num_layers', 'decay_type'))
+        if 'decay_rate' in paramwise_cfg:
+            if 'layer_decay_rate' in paramwise_cfg:
+                raise ValueError('paramwise_cfg sets both decay_rate and layer_decay_rate; '
+                                 'keep one')
+            paramwise_cfg['layer_decay_rate'] = paramwise_cfg.pop('decay_rate')
+        self.num_layers = paramwise_cfg.pop('num_layers', None)
+        decay_type = paramwise_cfg.pop('decay_type', 'layer_wise')
+        if decay_type not in LIBRARY_DECAY_TYPES:
+            raise ValueError(f'decay_type {decay_type!r} is not supported (it groups ConvNeXt '
+                             f'stages); use one of {LIBRARY_DECAY_TYPES}')
+        return library
+
+    def _scale(self, backbone, name):
+        """lr scale of a backbone parameter (name without the backbone prefix)."""
+        layer_id, num_layers = backbone.get_layer_depth(name)
+        if self.num_layers is not None:  # the libraries' count: ids 0..num_layers + 1
+            if layer_id == num_layers - 1:
+                layer_id = self.num_layers + 1
+            num_layers = self.num_layers + 2
+        return self.layer_decay_rate ** (num_layers - 1 - layer_id)
 
     def _named_params(self, module):
         """(full name, own name, owning module, parameter) of every trainable parameter, each
@@ -130,14 +185,19 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if not hasattr(backbone, 'get_layer_depth'):
             raise TypeError(f'layer decay needs a backbone with get_layer_depth(); '
                             f'{type(backbone).__name__} has none')
+        if self.num_layers is not None:
+            blocks = backbone.get_layer_depth('')[1] - 2
+            if self.num_layers < blocks:
+                raise ValueError(f'paramwise_cfg num_layers={self.num_layers} is fewer than the '
+                                 f'{blocks} transformer blocks of {type(backbone).__name__}; '
+                                 f'set num_layers={blocks}')
         base_lr = self.base_lr
         base_wd = self.base_wd or 0.
         groups = {}
         for name, own_name, mod, param in self._named_params(module):
             scale = 1.0
             if name.startswith(prefix):
-                layer_id, num_layers = backbone.get_layer_depth(name[len(prefix):])
-                scale = self.layer_decay_rate ** (num_layers - 1 - layer_id)
+                scale = self._scale(backbone, name[len(prefix):])
             wd = self._weight_decay(name, own_name, mod, param, base_wd)
             if self.decay_rule == 'detectron2' and own_name in self.overrides:
                 override = self.overrides[own_name]

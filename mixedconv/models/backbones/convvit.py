@@ -13,13 +13,14 @@ from mmengine.utils import to_2tuple
 
 from ...families import CONVVIT
 from ...registry import MODELS
-from ..layers import (CP_MODES, REL_POS_TYPES, Block, CBlock, RelativePositionBias,
-                      build_rel_pos, channels_last_norm, check_cp_mode, init_transformer_,
+from ..layers import (CP_MODES, CBlock, channels_last_norm, check_cp_mode, init_transformer_,
                       map_to_blocks, resize_pos_embed, run_blocks, sincos_pos_embed_2d,
                       strided_conv_blocks)
-from .base import PretrainedBackbone
+from .transfer_backbone import TransferBackbone
+from .transformer_stage import SHARED_TABLES, build_transformer_stage, resolve_rel_pos_type
 
 STRIDE = 16
+LEVEL_STRIDES = (4, 8, 16, 32)
 
 
 class ConvPatchEmbed(nn.Module):
@@ -48,12 +49,12 @@ class ConvPatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class ConvViT(PretrainedBackbone):
+class ConvViT(TransferBackbone):
     """ConvViT backbone for classification, detection and segmentation.
 
-    Usable from mmpretrain, mmdet and mmseg configs (``type='ConvViT'``). Any input whose sides
-    are multiples of 16 works: the stage-3 position embedding, stored for ``img_size``, is
-    resized bicubically for other grids.
+    Usable from mmpretrain, mmdet and mmseg configs (``type='ConvViT'``). Any input size works
+    for dense outputs (padded to multiples of 16, ``patch_pad``): the stage-3 position
+    embedding, stored for ``img_size``, is resized bicubically for other grids.
 
     Args:
         arch (str | dict): ``'s'``, ``'b'``, ``'l'``, ``'h'`` (or ``'small'`` ... ``'huge'``,
@@ -99,8 +100,9 @@ class ConvViT(PretrainedBackbone):
             Official-ConvMAE-Det, 1e-5 in Alpha-VL ConvMAE).
         layer_scale_init (float | None): LayerScale init value in stage 3; None disables it.
         drop_path_rate (float): stochastic depth, linear from 0 over all blocks of the 3 stages.
-        learnable_pos_embed (bool): train the (sin-cos initialised) position embedding, as the
-            official fine-tuning and transfer code do; it stays fixed in pretraining.
+        learnable_pos_embed (bool): train the (sin-cos initialised) position embedding, as
+            the official fine-tuning code, mm's ViTs and PlainViT do. The pretraining recipe
+            and the official FPN detection backbone keep it fixed (False in their configs).
         with_cp (bool | str | None): activation checkpointing of every block (see
             :func:`~mixedconv.models.layers.run_blocks`): ``False``, ``True`` (recompute each
             block) or ``'elementwise'`` (keep matmul, attention and convolution outputs,
@@ -111,27 +113,48 @@ class ConvViT(PretrainedBackbone):
             (:meth:`forward_masked` with ``skip_masked=True``) while ``with_cp`` is None.
             Default ``'elementwise'``: there it saves memory for little step time (README,
             Speed and memory); ``False`` keeps every activation.
-        frozen_stages (int): freeze stages ``0..frozen_stages`` (patch embeds, blocks, and for
-            stage 2 also the position embedding and the final norms) and keep them in eval
-            mode; -1 freezes nothing.
+        frozen_stages (int): freeze (no gradient, eval mode) as mm backbones number it:
+            -1 nothing, 0 the stem ``patch_embed1``, 1 also stage 1 (``blocks1``), 2 also
+            stage 2 (``patch_embed2``, ``blocks2``), 3 everything (stage 3: ``patch_embed3``,
+            ``patch_embed4``, ``pos_embed``, ``blocks3``, and the final norm and shared
+            relative position tables; the linear-probe recipe).
+        patch_pad (str | None): ``'corner'`` (default): dense inputs whose sides are not
+            multiples of 16 are zero-padded at the bottom/right and every level is cropped to
+            ``ceil(H / stride)`` (see :class:`~.transfer_backbone.TransferBackbone`); None
+            raises for them. The classifier output and :meth:`forward_masked` always need
+            multiples of 16.
+        norm_eval (bool): keep BatchNorms (``level4_cfg``'s) in eval mode while training.
+        pretrained (str | None): checkpoint path, the older spelling of ``init_cfg`` (mmseg
+            passes ``model.pretrained`` here).
         init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` loads through
             :func:`mixedconv.checkpoint.load_pretrained` (reports and rejects wrong
             checkpoints).
+
+    Attributes:
+        out_channels (list[int]): channels of each output, in order
+            (:meth:`mixedconv.families.Family.out_channels`).
     """
 
     family = CONVVIT.name
     arch_zoo = CONVVIT.arch_zoo
     arch_aliases = CONVVIT.arch_aliases
     OUT_TYPES = ('featmap', 'avg_featmap')
+    BLOCKS = 'blocks3'
+    LAYER0 = ('patch_embed', 'blocks1.', 'blocks2.', 'pos_embed',
+              *(f'{name}.' for name in SHARED_TABLES))
+    patch_stride = STRIDE
 
     def __init__(self, arch='b', img_size=224, in_channels=3, out_indices=(2,),
                  out_type='featmap', out_level4='maxpool', level4_cfg=None, final_norm=True,
                  window_size=0, global_blocks=(), rel_pos_type=None, use_rel_pos=False,
                  pretrain_img_size=None, norm_eps=1e-6, cblock_norm_eps=1e-5,
                  layer_scale_init=None,
-                 drop_path_rate=0., learnable_pos_embed=False, with_cp=None,
-                 skip_path_cp='elementwise', frozen_stages=-1, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+                 drop_path_rate=0., learnable_pos_embed=True, with_cp=None,
+                 skip_path_cp='elementwise', frozen_stages=-1, patch_pad='corner',
+                 norm_eval=False, pretrained=None, init_cfg=None, **kwargs):
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, patch_pad=patch_pad,
+                         dense=out_type == 'featmap', options=kwargs)
         arch = CONVVIT.settings(arch)
         dims, depths = arch['embed_dims'], arch['depths']
         self.embed_dims = dims
@@ -142,20 +165,16 @@ class ConvViT(PretrainedBackbone):
         self.out_type = out_type
         self.out_level4 = out_level4
         self.final_norm = final_norm
-        if use_rel_pos and rel_pos_type is None:
-            rel_pos_type = 'bias'
-        if rel_pos_type not in REL_POS_TYPES:
-            raise ValueError(f'rel_pos_type must be one of {REL_POS_TYPES}, got '
-                             f'{rel_pos_type!r}')
-        self.rel_pos_type = rel_pos_type
+        self.rel_pos_type = resolve_rel_pos_type(rel_pos_type, use_rel_pos)
         check_cp_mode(with_cp, (None, *CP_MODES))
         check_cp_mode(skip_path_cp)
         self.with_cp = with_cp
         self.skip_path_cp = skip_path_cp
-        self.frozen_stages = frozen_stages
         self._check_outputs()
+        self.out_channels = CONVVIT.out_channels(arch, self.out_indices)
+        self.out_strides = tuple(LEVEL_STRIDES[i] for i in self.out_indices)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.patch_embed1 = ConvPatchEmbed(in_channels, dims[0], 4)
         self.patch_embed2 = ConvPatchEmbed(dims[0], dims[1], 2)
         self.patch_embed3 = ConvPatchEmbed(dims[1], dims[2], 2)
@@ -168,25 +187,11 @@ class ConvViT(PretrainedBackbone):
         self.blocks2 = nn.ModuleList(
             CBlock(dims[1], arch['mlp_ratios'][1], dpr[depths[0] + i], cblock_norm_eps)
             for i in range(depths[1]))
-        heads = arch['num_heads']
-        global_blocks = {i % depths[2] for i in global_blocks}
-        window_grid = (window_size, window_size)
-        if rel_pos_type == 'shared':
-            if window_size:
-                self.windowed_rel_pos_bias = RelativePositionBias(heads, window_grid)
-            self.global_rel_pos_bias = RelativePositionBias(heads, self.grid)
-        self.blocks3 = nn.ModuleList()
-        for i in range(depths[2]):
-            windowed = window_size > 0 and i not in global_blocks
-            shared = getattr(self, 'windowed_rel_pos_bias' if windowed else
-                             'global_rel_pos_bias', None)
-            rel_pos = build_rel_pos(rel_pos_type, heads, dims[2] // heads,
-                                    window_grid if windowed else self.grid, shared=shared)
-            self.blocks3.append(Block(
-                dims[2], heads, arch['mlp_ratios'][2], qkv_bias=True,
-                drop_path=dpr[depths[0] + depths[1] + i], layer_scale_init=layer_scale_init,
-                window_size=window_size if windowed else 0, rel_pos=rel_pos,
-                norm_eps=norm_eps))
+        self.blocks3 = build_transformer_stage(
+            self, depths[2], dims[2], arch['num_heads'], arch['mlp_ratios'][2], self.grid,
+            dpr[depths[0] + depths[1]:], window_size=window_size, global_blocks=global_blocks,
+            rel_pos_type=self.rel_pos_type, qkv_bias=True, layer_scale_init=layer_scale_init,
+            norm_eps=norm_eps)
         if out_type == 'avg_featmap':
             self.fc_norm = nn.LayerNorm(dims[2], eps=norm_eps)
         elif final_norm:
@@ -204,7 +209,7 @@ class ConvViT(PretrainedBackbone):
         init_transformer_(self)
         w = self.patch_embed3.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        self._freeze_stages()
+        self.freeze_stages()
 
     # ----------------------------------------------------------------------------- config
     def _check_outputs(self):
@@ -217,17 +222,6 @@ class ConvViT(PretrainedBackbone):
             raise ValueError("out_type='avg_featmap' pools stage 3 only: use out_indices=(2,)")
         if self.out_level4 not in ('maxpool', 'conv'):
             raise ValueError(f"out_level4 must be 'maxpool' or 'conv', got {self.out_level4!r}")
-
-    @staticmethod
-    def grid_of(size_hw):
-        """Stage-3 grid (H/16, W/16) of an input (H, W); raises if a side is not a multiple."""
-        h, w = size_hw
-        if h % STRIDE or w % STRIDE:
-            raise ValueError(
-                f'ConvViT needs input sides that are multiples of {STRIDE}, got {h}x{w}; '
-                f'resize or pad the input (e.g. to {-(-h // STRIDE) * STRIDE}x'
-                f'{-(-w // STRIDE) * STRIDE})')
-        return h // STRIDE, w // STRIDE
 
     # ---------------------------------------------------------------------------- forward
     def pos_embed_for(self, grid_hw):
@@ -243,14 +237,18 @@ class ConvViT(PretrainedBackbone):
         """Encode a batch.
 
         Args:
-            x (Tensor): (B, C_in, H, W), H and W multiples of 16.
+            x (Tensor): (B, C_in, H, W); sides that are not multiples of 16 are padded
+                (``patch_pad``, dense outputs only).
 
         Returns:
             tuple[Tensor]: for ``out_type='featmap'`` the maps of ``out_indices``:
-            (B, C1, H/4, W/4), (B, C2, H/8, W/8), (B, C3, H/16, W/16), (B, C3, H/32, W/32);
+            (B, C1, H/4, W/4), (B, C2, H/8, W/8), (B, C3, H/16, W/16), (B, C3, H/32, W/32)
+            (each side rounded up for padded inputs);
             for ``'avg_featmap'`` one (B, C3) tensor.
         """
         b = x.shape[0]
+        size = x.shape[-2:]
+        x = self.pad_input(x)
         grid = self.grid_of(x.shape[-2:])
         cp = self.block_cp
         x1 = run_blocks(self.blocks1, self.patch_embed1(x), cp)
@@ -267,8 +265,19 @@ class ConvViT(PretrainedBackbone):
             levels.append(self.level4_conv(x3) if self.out_level4 == 'conv'
                           else F.max_pool2d(x3, 2))
         # contiguous NCHW, as every mm backbone returns: mmcv kernels (RoIAlign) read the
-        # raw buffer, and the stage maps here are channels-last views
-        return tuple(levels[i].contiguous() for i in self.out_indices)
+        # raw buffer, and the stage maps here are channels-last views (or cropped ones)
+        outs = self.crop_outputs([levels[i] for i in self.out_indices], size)
+        outs = tuple(out.contiguous() for out in outs)
+        self.check_outputs_read(outs, self._describe_output, self._READ_FIX)
+        return outs
+
+    _READ_FIX = ('out_indices lists the levels (0-3) the neck and heads read, and their '
+                 'in_channels are the backbone\'s out_channels; with FPN start_level=1 drop '
+                 'level 0 and set start_level=0, as mmdet\'s Swin configs do')
+
+    def _describe_output(self, position):
+        level = self.out_indices[position]
+        return f'level {level} (stride {LEVEL_STRIDES[level]})'
 
     def forward_masked(self, x, ids_keep, skip_masked=True):
         """The ConvMAE pretraining encoder up to (not including) fusion and the final norm.
@@ -318,53 +327,12 @@ class ConvViT(PretrainedBackbone):
         return x3, x1, x2
 
     # ----------------------------------------------------------------------- freezing
-    def _frozen_modules(self):
-        stages = [[self.patch_embed1, self.blocks1], [self.patch_embed2, self.blocks2],
-                  [self.patch_embed3, self.patch_embed4, self.blocks3,
-                   getattr(self, 'norm', None), getattr(self, 'fc_norm', None),
-                   getattr(self, 'windowed_rel_pos_bias', None),
-                   getattr(self, 'global_rel_pos_bias', None)]]
-        return [m for stage in stages[:self.frozen_stages + 1] for m in stage if m is not None]
+    def stage_parts(self):
+        """Stem ``patch_embed1``; stage 1 ``blocks1``; stage 2 ``patch_embed2``, ``blocks2``;
+        stage 3 ``patch_embed3``, ``patch_embed4``, ``pos_embed``, ``blocks3``."""
+        return [[self.patch_embed1], [self.blocks1], [self.patch_embed2, self.blocks2],
+                [self.patch_embed3, self.patch_embed4, self.pos_embed, self.blocks3]]
 
-    def _freeze_stages(self):
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-        if self.frozen_stages >= 2:
-            self.pos_embed.requires_grad = False
-
-    def train(self, mode=True):
-        """Set the mode; frozen stages always stay in eval mode."""
-        super().train(mode)
-        for module in self._frozen_modules():
-            module.eval()
-        return self
-
-    # ------------------------------------------------------------------------ transfer
-    def get_layer_depth(self, param_name, prefix=''):
-        """Layer id for layer-wise lr decay (Alpha-VL/ConvMAE util/lr_decay.py).
-
-        Everything before stage 3 (patch embeds 1-4, stages 1-2, the position embedding, the
-        shared relative position tables) is layer 0, stage-3 block i is layer i + 1, and the
-        rest of the backbone (``norm``, ``fc_norm``, ``level4_conv``) shares the last id with
-        the head (full lr).
-
-        Args:
-            param_name (str): parameter name, with ``prefix``.
-            prefix (str): prefix of the backbone's names (``'backbone.'`` from a full model);
-                names without it are not backbone parameters and get the last id.
-
-        Returns:
-            tuple[int, int]: (layer_id, num_layers), num_layers = stage-3 depth + 2.
-        """
-        num_layers = len(self.blocks3) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith('blocks3.'):
-            return int(name.split('.')[1]) + 1, num_layers
-        if name.startswith(('patch_embed', 'blocks1.', 'blocks2.', 'pos_embed',
-                            'windowed_rel_pos_bias.', 'global_rel_pos_bias.')):
-            return 0, num_layers
-        return num_layers - 1, num_layers
+    def last_stage_parts(self):
+        """``norm`` or ``fc_norm`` and the shared relative position tables."""
+        return [getattr(self, name, None) for name in ('norm', 'fc_norm', *SHARED_TABLES)]

@@ -1,6 +1,5 @@
 """A plain ViT (Dosovitskiy et al. 2021) with timm parameter names, for transferring MixedAE,
 MAE and timm-style ViT checkpoints to classification, segmentation and detection."""
-import re
 
 import torch
 import torch.nn as nn
@@ -9,13 +8,18 @@ from mmengine.utils import to_2tuple
 
 from ...families import PLAINVIT
 from ...registry import MODELS
-from ..layers import (REL_POS_TYPES, Attention, Block, HomologousAttention,
-                      RelativePositionBias, build_rel_pos, check_cp_mode,
-                      init_transformer_, resize_pos_embed, run_blocks, sincos_pos_embed_2d)
+from ..layers import (Attention, HomologousAttention, check_cp_mode, init_transformer_,
+                      resize_pos_embed, run_blocks, sincos_pos_embed_2d)
 from ..layers.norm import build_norm_2d
-from .base import PretrainedBackbone
+from .transfer_backbone import TransferBackbone
+from .transformer_stage import SHARED_TABLES, build_transformer_stage, resolve_rel_pos_type
 
 ATTN_LAYERS = {'Attention': Attention, 'HomologousAttention': HomologousAttention}
+# the folded pyramid: rescale of a stride-p map -> its branch (modules fpn1..fpn4, the names of
+# the BEiT/MAE segmentation backbones)
+PYRAMID_BRANCHES = {4: 'fpn1', 2: 'fpn2', 1: 'fpn3', 0.5: 'fpn4'}
+# rescales by number of outputs when pyramid_rescales is not given: strides p/4..2p, p/2..2p
+DEFAULT_RESCALES = {4: (4, 2, 1, 0.5), 3: (2, 1, 0.5)}
 
 
 class PatchEmbed(nn.Module):
@@ -31,21 +35,24 @@ class PatchEmbed(nn.Module):
 
 
 @MODELS.register_module()
-class PlainViT(PretrainedBackbone):
+class PlainViT(TransferBackbone):
     """Plain Vision Transformer with timm parameter names (``patch_embed.proj``,
     ``cls_token``, ``pos_embed``, ``blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``,
     ``norm``), so timm, MAE and MixedAE encoder checkpoints load without conversion and
     mmpretrain ``VisionTransformer``/``MAEViT`` checkpoints load after renaming
     (:mod:`mixedconv.checkpoint.sources`).
 
-    Any input whose sides are multiples of the patch size is accepted; the learned position
-    embedding (built for ``img_size``) is resized bicubically to the input's grid.
+    The learned position embedding (built for ``img_size``) is resized bicubically to the
+    input's grid. Dense outputs take any input size (padded to multiples of the patch size,
+    ``patch_pad``); the other outputs need multiples of it.
 
     Dense prediction: ``out_type='featmap'`` returns the patch tokens after the blocks in
-    ``out_indices`` as NCHW maps at stride p; ``rescale_to_pyramid=True`` turns the four maps
-    into strides p/4, p/2, p, 2p (MAE/BEiT segmentation: two 2x deconvs with norm + GELU
-    between, one 2x deconv, identity, 2x max-pool; modules ``fpn1..fpn4``). For ViTDet, take
-    the last block only and add :class:`SimpleFeaturePyramid`.
+    ``out_indices`` as NCHW maps at stride p; ``rescale_to_pyramid=True`` resamples each map by
+    its entry of ``pyramid_rescales`` (MAE/BEiT segmentation, mmseg ``Feature2Pyramid``: 4 = two
+    2x deconvs with norm + GELU between (``fpn1``), 2 = one 2x deconv (``fpn2``), 1 = identity
+    (``fpn3``), 0.5 = 2x max-pool (``fpn4``)). Only the branches asked for are built, so no
+    parameter waits for a level nobody reads. For ViTDet, take the last block only and add
+    :class:`SimpleFeaturePyramid`.
 
     Window attention (ViTDet): blocks not in ``global_blocks`` attend inside non-overlapping
     ``window_size`` windows. Windows and ViTDet's decomposed relative position need a
@@ -70,7 +77,11 @@ class PlainViT(PretrainedBackbone):
             the patch tokens through ``fc_norm``, MAE fine-tuning), per out index.
         final_norm (bool): apply ``norm`` to the output of the last block. The official dense
             recipes (detectron2 ViTDet, mmseg MAE) have none: False there.
-        rescale_to_pyramid (bool): see above; needs 'featmap' and four out indices.
+        rescale_to_pyramid (bool): see above; needs 'featmap'.
+        pyramid_rescales (Sequence[float] | None): one rescale per out index, from 4, 2, 1,
+            0.5, finest first. None: (4, 2, 1, 0.5) for four out indices (strides p/4, p/2, p,
+            2p), (2, 1, 0.5) for three (p/2, p, 2p: the 8/16/32 pyramid of RetinaNet, FCOS and
+            the DETR family).
         pyramid_norm_cfg (dict): norm inside ``fpn1`` (``BN``; ``SyncBN`` for multi-GPU).
         qkv_bias (bool): bias in the qkv projections.
         mlp_ratio (float | None): overrides the arch's MLP ratio.
@@ -93,38 +104,52 @@ class PlainViT(PretrainedBackbone):
             instead of a learned one.
         attn_layer (str): 'Attention' or 'HomologousAttention' (same parameters; used by
             MixedAE pretraining).
-        frozen_stages (int): -1 freezes nothing; k >= 0 freezes the embeddings and the
-            first k blocks (no gradient, eval mode).
+        frozen_stages (int): -1 freezes nothing; k >= 0 freezes the embeddings (patch
+            embedding, class token, position embedding) and the first k blocks (no gradient,
+            eval mode); k = depth also the final norms and the shared relative position
+            tables, as mmpretrain's ViT freezes ``ln1``/``ln2``.
         with_cp (bool | str): activation checkpointing of the blocks: ``False``, ``True`` or
             ``'elementwise'`` (:func:`~mixedconv.models.layers.run_blocks`).
+        patch_pad (str | None): ``'corner'`` (default): dense inputs whose sides are not
+            multiples of p are zero-padded at the bottom/right and every output is cropped to
+            ``ceil(H / stride)`` (see :class:`~.transfer_backbone.TransferBackbone`); None
+            raises for them.
+        norm_eval (bool): keep BatchNorms (the pyramid's) in eval mode while training.
+        pretrained (str | None): checkpoint path, the older spelling of ``init_cfg`` (mmseg
+            passes ``model.pretrained`` here).
         init_cfg (dict | None): ``dict(type='Pretrained', checkpoint=...)`` to load weights.
+
+    Attributes:
+        out_channels (list[int]): channels of each output, in order
+            (:meth:`mixedconv.families.Family.out_channels`).
     """
 
     family = PLAINVIT.name
     arch_zoo = PLAINVIT.arch_zoo
     arch_aliases = PLAINVIT.arch_aliases
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
+    LAYER0 = ('patch_embed', 'cls_token', 'pos_embed', *(f'{name}.' for name in SHARED_TABLES))
 
     def __init__(self, arch='base', img_size=224, patch_size=16, in_channels=3,
                  out_indices=None, out_type='featmap', final_norm=True,
-                 rescale_to_pyramid=False, pyramid_norm_cfg=dict(type='BN'), qkv_bias=True,
+                 rescale_to_pyramid=False, pyramid_rescales=None,
+                 pyramid_norm_cfg=dict(type='BN'), qkv_bias=True,
                  mlp_ratio=None, drop_path_rate=0., layer_scale_init=None, window_size=0,
                  global_blocks=(), rel_pos_type=None, use_rel_pos=False, with_cls_token=None,
                  pretrain_img_size=None, norm_eps=1e-6, fixed_pos_embed=False,
-                 attn_layer='Attention', frozen_stages=-1, with_cp=False, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+                 attn_layer='Attention', frozen_stages=-1, with_cp=False, patch_pad='corner',
+                 norm_eval=False, pretrained=None, init_cfg=None, **kwargs):
+        super().__init__(init_cfg=init_cfg, pretrained=pretrained, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, patch_pad=patch_pad,
+                         dense=out_type == 'featmap', options=kwargs)
         settings = PLAINVIT.settings(arch)
         self.embed_dim = settings['embed_dim']
         self.depth = settings['depth']
-        self.patch_size = patch_size
-        self.grid_hw = self.check_input_size(*to_2tuple(img_size))
+        self.patch_size = self.patch_stride = patch_size
+        self.grid_hw = self.grid_of(to_2tuple(img_size))
         self.pos_grid = self.grid_hw if pretrain_img_size is None else \
-            self.check_input_size(*to_2tuple(pretrain_img_size))
-        if use_rel_pos and rel_pos_type is None:
-            rel_pos_type = 'bias'
-        if rel_pos_type not in REL_POS_TYPES:
-            raise ValueError(f'rel_pos_type must be one of {REL_POS_TYPES}, got '
-                             f'{rel_pos_type!r}')
+            self.grid_of(to_2tuple(pretrain_img_size))
+        rel_pos_type = resolve_rel_pos_type(rel_pos_type, use_rel_pos)
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got {out_type!r}')
         self.out_type = out_type
@@ -132,7 +157,6 @@ class PlainViT(PretrainedBackbone):
         self.final_norm = final_norm
         check_cp_mode(with_cp)
         self.with_cp = with_cp
-        self.frozen_stages = frozen_stages
         if attn_layer not in ATTN_LAYERS:
             raise ValueError(f'attn_layer must be one of {sorted(ATTN_LAYERS)}, got {attn_layer!r}')
 
@@ -148,6 +172,11 @@ class PlainViT(PretrainedBackbone):
                              'attention and relative position terms drop; use avg_featmap')
         self.num_extra_tokens = int(self.with_cls_token)
         self.rel_pos_type = rel_pos_type
+        self.rescale_to_pyramid = rescale_to_pyramid
+        self.pyramid_rescales = self._resolve_rescales(pyramid_rescales) \
+            if rescale_to_pyramid else (1,) * len(self.out_indices)
+        self.out_channels = PLAINVIT.out_channels(settings, self.out_indices)
+        self.out_strides = tuple(patch_size / r for r in self.pyramid_rescales)
 
         d = self.embed_dim
         self.patch_embed = PatchEmbed(patch_size, in_channels, d)
@@ -155,39 +184,20 @@ class PlainViT(PretrainedBackbone):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         num_pos = self.num_extra_tokens + self.pos_grid[0] * self.pos_grid[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, d), requires_grad=not fixed_pos_embed)
-        dpr = torch.linspace(0, drop_path_rate, self.depth).tolist()
-        global_blocks = {i % self.depth for i in global_blocks}
-        heads = settings['num_heads']
-        window_grid = (window_size, window_size)
-        if rel_pos_type == 'shared':
-            if window_size:
-                self.windowed_rel_pos_bias = RelativePositionBias(heads, window_grid)
-            self.global_rel_pos_bias = RelativePositionBias(heads, self.grid_hw)
-        self.blocks = nn.ModuleList()
-        for i in range(self.depth):
-            windowed = bool(window_size) and i not in global_blocks
-            shared = getattr(self, 'windowed_rel_pos_bias' if windowed else
-                             'global_rel_pos_bias', None)
-            rel_pos = build_rel_pos(rel_pos_type, heads, d // heads,
-                                    window_grid if windowed else self.grid_hw,
-                                    self.num_extra_tokens, shared=shared)
-            self.blocks.append(Block(
-                d, heads, mlp_ratio or settings.get('mlp_ratio', 4.),
-                qkv_bias=qkv_bias, drop_path=dpr[i], layer_scale_init=layer_scale_init,
-                window_size=window_size if windowed else 0, rel_pos=rel_pos,
-                attn_layer=ATTN_LAYERS[attn_layer], norm_eps=norm_eps))
+        self.blocks = build_transformer_stage(
+            self, self.depth, d, settings['num_heads'], mlp_ratio or settings.get('mlp_ratio', 4.),
+            self.grid_hw, torch.linspace(0, drop_path_rate, self.depth, device='cpu').tolist(),
+            window_size=window_size, global_blocks=global_blocks, rel_pos_type=rel_pos_type,
+            num_extra_tokens=self.num_extra_tokens, attn_layer=ATTN_LAYERS[attn_layer],
+            qkv_bias=qkv_bias, layer_scale_init=layer_scale_init, norm_eps=norm_eps)
         if final_norm:
             self.norm = nn.LayerNorm(d, eps=norm_eps)
         if out_type == 'avg_featmap':
             self.fc_norm = nn.LayerNorm(d, eps=norm_eps)
-        self.rescale_to_pyramid = rescale_to_pyramid
         if rescale_to_pyramid:
-            if out_type != 'featmap' or len(self.out_indices) != 4:
-                raise ValueError("rescale_to_pyramid needs out_type='featmap' and exactly 4 "
-                                 f'out_indices, got {out_type!r} and {self.out_indices}')
             self._build_pyramid(d, pyramid_norm_cfg)
         self._init_random_weights(fixed_pos_embed)
-        self._freeze_stages()
+        self.freeze_stages()
 
     # ------------------------------------------------------------------ construction
     def _resolve_out_indices(self, out_indices, settings):
@@ -203,12 +213,39 @@ class PlainViT(PretrainedBackbone):
                              f'{self.depth}')
         return resolved
 
+    def _resolve_rescales(self, rescales):
+        """``pyramid_rescales`` checked, or its default for the number of out indices."""
+        count = len(self.out_indices)
+        if self.out_type != 'featmap':
+            raise ValueError(f"rescale_to_pyramid needs out_type='featmap', got "
+                             f'{self.out_type!r}')
+        if rescales is None:
+            if count not in DEFAULT_RESCALES:
+                raise ValueError(
+                    'rescale_to_pyramid needs exactly 4 out_indices (strides p/4, p/2, p, 2p) '
+                    'or 3 (p/2, p, 2p), or pyramid_rescales with one rescale per out index; got '
+                    f'out_indices {self.out_indices}')
+            return DEFAULT_RESCALES[count]
+        rescales = tuple(rescales)
+        if len(rescales) != count or not set(rescales) <= set(PYRAMID_BRANCHES) \
+                or list(rescales) != sorted(set(rescales), reverse=True):
+            raise ValueError(f'pyramid_rescales must give one rescale per out index '
+                             f'({count}), distinct values of {tuple(PYRAMID_BRANCHES)} from '
+                             f'the finest, got {rescales}')
+        return rescales
+
     def _build_pyramid(self, d, norm_cfg):
-        self.fpn1 = nn.Sequential(nn.ConvTranspose2d(d, d, 2, stride=2), build_norm_2d(norm_cfg, d),
-                                  nn.GELU(), nn.ConvTranspose2d(d, d, 2, stride=2))
-        self.fpn2 = nn.ConvTranspose2d(d, d, 2, stride=2)
-        self.fpn3 = nn.Identity()
-        self.fpn4 = nn.MaxPool2d(2, stride=2)
+        """The branches of :attr:`pyramid_rescales`, in the order fpn1..fpn4."""
+        branches = dict(
+            fpn1=lambda: nn.Sequential(nn.ConvTranspose2d(d, d, 2, stride=2),
+                                       build_norm_2d(norm_cfg, d), nn.GELU(),
+                                       nn.ConvTranspose2d(d, d, 2, stride=2)),
+            fpn2=lambda: nn.ConvTranspose2d(d, d, 2, stride=2),
+            fpn3=nn.Identity,
+            fpn4=lambda: nn.MaxPool2d(2, stride=2))
+        for rescale in self.pyramid_rescales:
+            name = PYRAMID_BRANCHES[rescale]
+            setattr(self, name, branches[name]())
 
     def _init_random_weights(self, fixed_pos_embed):
         """MAE initialisation: xavier Linear layers and patch projection, N(0, .02) tokens."""
@@ -223,32 +260,16 @@ class PlainViT(PretrainedBackbone):
         else:
             trunc_normal_(self.pos_embed, std=.02)
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.patch_embed, *self.blocks[:self.frozen_stages]]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-        for name in ('cls_token', 'pos_embed'):
-            if hasattr(self, name):
-                getattr(self, name).requires_grad = False
+    def stage_parts(self):
+        """Stem: patch embedding, class token, position embedding; stage i: block i - 1."""
+        stem = [self.patch_embed, getattr(self, 'cls_token', None), self.pos_embed]
+        return [stem, *([blk] for blk in self.blocks)]
 
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def last_stage_parts(self):
+        """``norm``, ``fc_norm`` and the shared relative position tables."""
+        return [getattr(self, name, None) for name in ('norm', 'fc_norm', *SHARED_TABLES)]
 
     # ------------------------------------------------------------------ forward pieces
-    def check_input_size(self, h, w):
-        """Token grid of an h x w input; raises when a side is not a multiple of p."""
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f'input size {h}x{w} is not a multiple of the patch size {p}; '
-                             f'resize or pad the image to multiples of {p}')
-        return h // p, w // p
-
     def pos_embed_for(self, grid_hw):
         """The position embedding resized to ``grid_hw``: (1, extra + H*W, D)."""
         return resize_pos_embed(self.pos_embed, self.pos_grid, grid_hw, self.num_extra_tokens)
@@ -263,7 +284,7 @@ class PlainViT(PretrainedBackbone):
             tuple: tokens (B, N, D) in row-major grid order, the grid (H/p, W/p), and the
             class-token row of the position embedding ((1, 1, D), or None without class token).
         """
-        grid_hw = self.check_input_size(*x.shape[-2:])
+        grid_hw = self.grid_of(x.shape[-2:])
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         pos = self.pos_embed_for(grid_hw)
         e = self.num_extra_tokens
@@ -307,42 +328,41 @@ class PlainViT(PretrainedBackbone):
         """Run the ViT.
 
         Args:
-            x (Tensor): (B, C, H, W), sides multiples of the patch size.
+            x (Tensor): (B, C, H, W); sides that are not multiples of the patch size are
+                padded (``patch_pad``, dense outputs only).
 
         Returns:
-            tuple[Tensor]: one output per out index: (B, D, H/p, W/p) maps (strides p/4, p/2,
-            p, 2p with ``rescale_to_pyramid``), or (B, D) vectors.
+            tuple[Tensor]: one output per out index: (B, D, H/p, W/p) maps (p / rescale with
+            ``rescale_to_pyramid``; each side rounded up for padded inputs), or (B, D)
+            vectors.
         """
-        tokens, grid_hw, cls_pos = self.embed_patches(x)
+        size = x.shape[-2:]
+        tokens, grid_hw, cls_pos = self.embed_patches(self.pad_input(x))
         outs = []
         for i, x in self.iter_blocks(self.prepend_cls_token(tokens, cls_pos), grid_hw):
             if i in self.out_indices:
                 out = self.norm(x) if (i == self.depth - 1 and self.final_norm) else x
                 outs.append(self.format_output(out, grid_hw))
         if self.rescale_to_pyramid:
-            outs = [fpn(o) for fpn, o in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), outs)]
+            outs = [getattr(self, PYRAMID_BRANCHES[r])(o)
+                    for r, o in zip(self.pyramid_rescales, outs)]
+        if self.out_type == 'featmap':
+            outs = self.crop_outputs(outs, size)
         # contiguous NCHW, as every mm backbone returns (the token grid is a transposed view;
         # mmcv kernels such as RoIAlign read the raw buffer)
-        return tuple(o.contiguous() for o in outs)
+        outs = tuple(o.contiguous() for o in outs)
+        self.check_outputs_read(outs, self._describe_output, self._READ_FIX)
+        return outs
 
-    # ------------------------------------------------------------------ transfer
-    def get_layer_depth(self, param_name, prefix=''):
-        """Layer id for layer-wise lr decay (mmpretrain convention).
+    _READ_FIX = ('out_indices lists the blocks whose maps the neck and heads read (with '
+                 'rescale_to_pyramid, pyramid_rescales one rescale each: (2, 1, 0.5) for an '
+                 '8/16/32 pyramid), and their in_channels are the backbone\'s out_channels; '
+                 'with FPN start_level=1 drop the first level and set start_level=0, as '
+                 'mmdet\'s Swin configs do')
 
-        Embeddings (patch, class token, position) are layer 0, block i is layer i + 1, and
-        everything after the blocks (norms, pyramid) is the last layer.
-
-        Returns:
-            tuple[int, int]: (layer_id, num_layers) with num_layers = depth + 2.
-        """
-        num_layers = self.depth + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('patch_embed', 'cls_token', 'pos_embed', 'windowed_rel_pos_bias.',
-                            'global_rel_pos_bias.')):
-            return 0, num_layers
-        match = re.match(r'blocks\.(\d+)\.', name)
-        if match:
-            return int(match.group(1)) + 1, num_layers
-        return num_layers - 1, num_layers
+    def _describe_output(self, position):
+        text = f'output {position} (block {self.out_indices[position]}'
+        if self.rescale_to_pyramid:
+            rescale = self.pyramid_rescales[position]
+            text += f', {PYRAMID_BRANCHES[rescale]}, stride {self.patch_size / rescale:g}'
+        return text + ')'

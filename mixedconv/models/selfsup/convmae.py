@@ -29,7 +29,8 @@ class ConvMAE(BaseSelfSupervisor):
 
     Args:
         backbone (dict): ``dict(type='ConvViT', ...)`` without window attention or relative
-            position bias.
+            position bias; its position embedding stays fixed unless the dict sets
+            ``learnable_pos_embed``.
         neck (dict): the decoder, ``dict(type='ReconstructionDecoder', embed_dim=512, depth=8,
             num_heads=16)``; ``in_dim`` defaults to the backbone's stage-3 width.
         mask_ratio (float): share of removed cells (0.75).
@@ -44,6 +45,8 @@ class ConvMAE(BaseSelfSupervisor):
                                            num_heads=16),
                  mask_ratio=0.75, norm_pix=True, skip_masked=True, data_preprocessor=None,
                  init_cfg=None):
+        if isinstance(backbone, dict):  # pretraining keeps the sin-cos table fixed
+            backbone = dict(dict(learnable_pos_embed=False), **backbone)
         super().__init__(backbone=backbone, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         dims = self.backbone.embed_dims
