@@ -70,7 +70,8 @@ def test_bad_arch_names_and_dicts_are_named():
 
 
 @pytest.mark.parametrize('module', ['mixedconv.leaderboard', 'mixedconv.families',
-                                    'mixedconv.config_data'])
+                                    'mixedconv.config_data', 'mixedconv.results',
+                                    'mixedconv.cli'])
 def test_data_only_modules_import_without_torch(module):
     code = (f'import sys, {module}; '
             "heavy = [m for m in ('torch', 'mmengine', 'mmpretrain') if m in sys.modules]; "
