@@ -3,10 +3,11 @@
 A :class:`Family` holds what the rest of the toolkit needs to know about a backbone without
 building it: its arch table (short and long names, as mmpretrain), the sizes a checkpoint's
 tensors reveal, the output channels of each level, the label runs and leaderboard rows carry,
-and the tiny preset of the tests and the embedded benchmark. The backbones take their arch
-tables from here; the task runner, the tiny presets, the speed tool and the leaderboard ask
-this module. It imports nothing heavier than the standard library, so the leaderboard renders
-without torch.
+and the tiny preset of the tests and the embedded benchmark. A :class:`Method` (ConvMAE,
+MixedAE, MAE) names its family and its pretraining and transfer configs. The backbones take
+their arch tables from here; the task runner, the tiny presets, the speed tool and the
+leaderboard ask this module. It imports nothing heavier than the standard library, so the
+leaderboard renders without torch.
 
 Arch sizes: ConvMAE paper Table 1 and Alpha-VL/ConvMAE ``models_convmae.py``
 (``convmae_convvit_{small,base,large,huge}_patch16``); ViT sizes as timm / mmpretrain
@@ -14,13 +15,14 @@ Arch sizes: ConvMAE paper Table 1 and Alpha-VL/ConvMAE ``models_convmae.py``
 ``projects/ViTDet/configs``).
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 Arch = Union[str, Mapping]
 
 SIZE_LETTERS = {'t': 'T', 'tiny': 'T', 's': 'S', 'small': 'S', 'b': 'B', 'base': 'B',
                 'l': 'L', 'large': 'L', 'h': 'H', 'huge': 'H'}
+TINY = 'tiny'  # the size name of the tiny preset in labels ('ViT-tiny')
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class Family:
             return SIZE_LETTERS.get(self.canonical(arch), self.canonical(arch).upper())
         settings = self.settings(arch)
         if self._core(settings) == self._core(self.tiny):
-            return 'tiny'
+            return TINY
         name = self.zoo_name(settings)
         return SIZE_LETTERS[name] if name else 'custom'
 
@@ -160,6 +162,16 @@ class Family:
         """The :attr:`tensor_sizes` of ``arch`` (what a checkpoint's tensors must show)."""
         settings = self._core(self.settings(arch))
         return {k: settings[k] for k in self.tensor_sizes}
+
+    def default_out_indices(self, arch, out_type='featmap'):
+        """The outputs the backbone returns when its config names no ``out_indices``:
+        ConvViT stage 3 (level 2); PlainViT the arch's ViTDet blocks for feature maps
+        (the last block where the arch has none) and the last block for other outputs."""
+        if self.per_stage:
+            return (2, )
+        settings = self.settings(arch)
+        last = (settings['depth'] - 1, )
+        return tuple(settings.get('out_indices', last)) if out_type == 'featmap' else last
 
 
 # ----------------------------------------------------------------------------------------
@@ -306,6 +318,104 @@ PLAINVIT = Family(
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (CONVVIT, PLAINVIT)}
 
+# the decoders and heads of the pretraining methods at the tiny preset's scale (our
+# ReconstructionDecoder's names; mmpretrain's MAE neck takes them as decoder_*)
+TINY_DECODER = dict(embed_dim=32, depth=1, num_heads=2)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One pretraining method.
+
+    Attributes:
+        name: label of runs and leaderboard rows, and the registry ``type`` of its
+            pretraining model (``ConvMAE``, ``MixedAE``; mmpretrain's ``MAE``).
+        family: the backbone family of its encoder.
+        pretrain_configs: its pretraining configs, the benchmark's first.
+        transfer_configs: benchmark task -> its transfer config.
+        family_recipes: its transfer configs are the benchmark recipes of :attr:`family`,
+            which checkpoints of any method of that family run (MAE's configs are
+            MixedAE's with another default checkpoint).
+    """
+    name: str
+    family: Family
+    pretrain_configs: Tuple[str, ...] = ()
+    transfer_configs: Mapping[str, str] = field(default_factory=dict)
+    family_recipes: bool = False
+
+    @property
+    def key(self):
+        """The lower-case name of ``--pretrain`` and of file and folder names."""
+        return self.name.lower()
+
+
+CONVMAE = Method(
+    'ConvMAE', CONVVIT,
+    pretrain_configs=('configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py', ),
+    transfer_configs={
+        'coco-maskrcnn':
+            'configs/convmae/mask-rcnn_convvit-base-p16_sfp_8xb2-amp-lsj-1024-25e_coco.py',
+        'coco-maskrcnn-fpn':
+            'configs/convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
+        'ade20k-upernet':
+            'configs/convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+        'in1k-finetune': 'configs/convmae/convmae_convvit-base-p16_8xb128-coslr-100e_in1k.py',
+        'in1k-linear': 'configs/convmae/convmae_convvit-base-p16_8xb512-linear-coslr-90e_in1k.py',
+    },
+    family_recipes=True)
+MIXEDAE = Method(
+    'MixedAE', PLAINVIT,
+    pretrain_configs=('configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
+                      'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-800e_in1k.py'),
+    transfer_configs={
+        'coco-maskrcnn':
+            'configs/mixedae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
+        'ade20k-upernet': 'configs/mixedae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+        'in1k-finetune': 'configs/mixedae/mixedae_vit-base-p16_8xb128-coslr-100e_in1k.py',
+    },
+    family_recipes=True)
+MAE = Method(
+    'MAE', PLAINVIT,
+    pretrain_configs=('configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py', ),
+    transfer_configs={
+        'coco-maskrcnn': 'configs/mae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
+        'ade20k-upernet': 'configs/mae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
+        'in1k-finetune': 'configs/mae/mae_vit-base-p16_8xb128-coslr-100e_in1k.py',
+    })
+IBOT = Method('iBOT', PLAINVIT)  # published reference rows only: no configs here
+
+METHODS: Dict[str, Method] = {m.name: m for m in (CONVMAE, MIXEDAE, MAE, IBOT)}
+PRETRAINABLE = {m.key: m for m in METHODS.values() if m.pretrain_configs}
+
+
+def method_of_model_type(type_name):
+    """The :class:`Method` whose pretraining model has registry ``type`` ``type_name``
+    (``'mmpretrain.MAE'`` too), or None."""
+    name = str(type_name).rpartition('.')[-1]
+    return METHODS.get(name)
+
+
+def method_in_name(text):
+    """The method a file or folder name names (``convmae_base_1600ep.pth`` -> ConvMAE), or
+    None. Longer names are tried first, so ``convmae`` and ``mixedae`` are not read as
+    ``mae``."""
+    lowered = str(text).lower()
+    for method in sorted(METHODS.values(), key=lambda m: -len(m.key)):
+        if method.key in lowered:
+            return method
+    return None
+
+
+def family_recipes(family):
+    """Benchmark task -> config of the recipes that transfer a ``family`` (a name or a
+    :class:`Family`) checkpoint, whichever method pretrained it."""
+    family = FAMILIES[family] if isinstance(family, str) else family
+    recipes = {}
+    for method in METHODS.values():
+        if method.family is family and method.family_recipes:
+            recipes.update(method.transfer_configs)
+    return recipes
+
 # mmpretrain's ViT classes (VisionTransformer, MAEViT, ...) spell the arch differently
 _MMPRETRAIN_VIT_KEYS = {'embed_dims': 'embed_dim', 'num_layers': 'depth', 'num_heads': 'num_heads'}
 
@@ -342,18 +452,78 @@ def plain_arch_of_mmpretrain(arch):
     return plain
 
 
-def label_of_backbone_cfg(backbone):
-    """Run label of a ``model.backbone`` config (ours or mmpretrain's ViTs), or None when the
-    type is not a ViT family or its arch cannot be read."""
+def mmpretrain_arch_of_plain(arch):
+    """A PlainViT arch as the arch dict of mmpretrain's ViTs (``MAEViT``, ...): the
+    inverse of :func:`plain_arch_of_mmpretrain`."""
+    settings = {**PLAINVIT.optional, **PLAINVIT.settings(arch)}
+    mm = {theirs: settings[ours] for theirs, ours in _MMPRETRAIN_VIT_KEYS.items()}
+    mm['feedforward_channels'] = int(settings['embed_dim'] * settings['mlp_ratio'])
+    return mm
+
+
+def backbone_of_cfg(backbone):
+    """(family, arch) of a ``model.backbone`` config: ours by type, mmpretrain's ViTs
+    (``VisionTransformer``, ``MAEViT``) as PlainViT with their arch translated; arch None
+    when the config's arch cannot be read. None for backbones of no family.
+
+    Raises:
+        ValueError: the arch is not one of the family's (an unknown name, a bad dict).
+    """
     fam = family_of_type(backbone.get('type', ''))
     if fam is None:
         return None
-    arch = backbone.get('arch', fam.default_arch if backbone.get('type') == fam.name else None)
+    ours = str(backbone.get('type')).rpartition('.')[-1] == fam.name
+    arch = backbone.get('arch', fam.default_arch if ours else None)
     if arch is None:
-        return fam.label
+        return fam, None
     try:
-        if fam is PLAINVIT and backbone.get('type') != fam.name:
+        if not ours:
             arch = plain_arch_of_mmpretrain(arch)
-        return fam.backbone_label(arch)
-    except (ValueError, KeyError, TypeError):
+        if isinstance(arch, str):
+            return fam, fam.canonical(arch)
+        fam.settings(arch)  # checked; the config's own dict is returned
+        return fam, arch
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f'cannot read the arch {arch!r} of a {fam.name} backbone: {err}')
+
+
+def label_of_backbone_cfg(backbone):
+    """Run label of a ``model.backbone`` config (ours or mmpretrain's ViTs), or None when the
+    type is not a ViT family; the bare family label when its arch cannot be read."""
+    fam = family_of_type(backbone.get('type', ''))
+    if fam is None:
+        return None
+    try:
+        _, arch = backbone_of_cfg(backbone)
+    except ValueError:
         return fam.label
+    return fam.label if arch is None else fam.backbone_label(arch)
+
+
+_SIZE_IN_NAME = re.compile(r'vit[-_]?(tiny|small|base|large|huge|t|s|b|l|h)(?![a-z])')
+
+
+def arch_in_name(text):
+    """(family, arch_zoo key or None) that a model or folder name spells, e.g.
+    ``convmae_convvit_base_patch16`` (the official ``args.model``) or
+    ``mask-rcnn_vit-l_coco``; None when it names no family."""
+    fam = family_of_type(text)
+    if fam is None:
+        return None
+    match = _SIZE_IN_NAME.search(str(text).lower())
+    if match is None:
+        return fam, None
+    try:
+        return fam, fam.canonical(match.group(1))
+    except ValueError:  # a size the family does not have (ConvViT-tiny)
+        return fam, None
+
+
+def label_in_name(text):
+    """``'ViT-L'``-style label that a name spells, the bare family label when it names no
+    size, None when it names no family."""
+    found = arch_in_name(text)
+    if found is None:
+        return None
+    fam, arch = found
+    return fam.label if arch is None else fam.backbone_label(arch)

@@ -4,7 +4,6 @@ import argparse
 import os
 import os.path as osp
 import signal
-import sys
 
 import torch
 import torch.distributed as dist
@@ -244,18 +243,14 @@ def remove_stale_checkpoint_temporaries(cfg):
 
 def run_cli(main, argv=None):
     """Run a tool's ``main``; user errors print one ``error: ...`` line (exit code 2)
-    instead of a traceback. Programming errors keep their traceback."""
+    instead of a traceback (:func:`mixedconv.cli.run_cli`, with checkpoint errors).
+    Programming errors keep their traceback."""
+    from . import cli
     from .checkpoint import CheckpointError
-    from .config_data import ConfigTextError
     from .data import DatasetError
     if os.environ.get(DIE_WITH_PARENT_ENV) == '1':
         die_with_parent()
-    try:
-        return main(argv)
-    except (FileNotFoundError, IsADirectoryError, CheckpointError, ConfigTextError,
-            DatasetError, UsageError) as err:
-        print(f'error: {err}', file=sys.stderr, flush=True)
-        sys.exit(2)
+    return cli.run_cli(main, argv, (CheckpointError, DatasetError, UsageError))
 
 
 def parser(description):

@@ -1,8 +1,12 @@
-"""The benchmark runner: checkpoint inspection, task processes, resume, the embedded chain."""
+"""The benchmark runner: checkpoint inspection and staging, task processes, resume and
+recovery, the embedded chain, and the CPU check of a given checkpoint."""
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
+import re
+import shutil
 import signal
 import time
 import subprocess
@@ -11,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from mixedconv.benchmark import Launch, describe_checkpoint, run_task
+from mixedconv.benchmark import Launch, describe_checkpoint, run_task, stage_checkpoint
 from mixedconv.benchmark.runner import run_chain
 from mixedconv.benchmark.tiny import ARCHS
 from mixedconv.checkpoint import CheckpointError
@@ -27,24 +31,43 @@ SMALL = dict(pretrain_iters=2, transfer_iters=2)
 def chain(tmp_path_factory):
     """The embedded chain, reduced: two methods, one task, 2 iterations each."""
     work_dir = str(tmp_path_factory.mktemp('bench'))
-    files = run_chain(['convmae', 'mae'], ['ade20k-upernet'], work_dir, iters=SMALL)
-    return work_dir, files
+    return work_dir, run_chain(['convmae', 'mae'], ['ade20k-upernet'], work_dir, iters=SMALL)
 
 
 def test_embedded_chain_writes_leaderboard(chain):
-    work_dir, files = chain
+    work_dir, run = chain
+    files = run.leaderboard
     for kind in ('md', 'csv', 'html', 'png'):
         assert osp.isfile(files[kind])
     table = open(files['md']).read()
-    assert '| ConvMAE | ConvViT-tiny |' in table and '| MAE | ViT-tiny |' in table
+    assert '| ConvMAE (reduced) | ConvViT-tiny | 2 iters |' in table
+    assert '| MAE (reduced) | ViT-tiny | 2 iters |' in table
     assert 'Deltas against MAE ViT-tiny' in table
     record = read_summary(osp.join(run_dir(work_dir, 'convmae'), 'ade20k-upernet',
                                    'summary.json'))
     assert record.status == 'done' and 0 <= record.metrics['mIoU'] <= 100
     assert len(record.checkpoint_sha256) == 64 and record.wall_time_s > 0
+    assert record.pretrain_iters == 2 and record.reduced
     assert run_dir(work_dir, 'convmae').endswith(f'_iter_2-{record.checkpoint_sha256[:12]}')
     log = open(osp.join(run_dir(work_dir, 'convmae'), 'ade20k-upernet', 'train.log')).read()
     assert 'Iter(train) [2/2]' in log and 'Epoch(train)' not in log
+    # the run's copy of the checkpoint is removed once every task of the run is done
+    assert not osp.exists(osp.join(run_dir(work_dir, 'convmae'), 'pretrained.pth'))
+    assert [r.status for r in run.records] == ['done', 'done'] and not run.unfinished
+
+
+def test_embedded_leaderboard_says_on_the_page_what_it_is(chain):
+    """The page itself (Markdown and HTML, before the table) says the models are tiny and
+    the data generated; the pretraining column says what the run did."""
+    _, run = chain
+    for kind in ('md', 'html'):
+        page = open(run.leaderboard[kind]).read()
+        scope = page[:page.index('<table>' if kind == 'html' else '| method |')]
+        assert 'tiny models' in scope and 'generated data' in scope, scope
+        assert 'pretrained for 2 iterations' in scope
+        assert 'reduced to 64 px generated images and 2 training iterations' in scope
+    html = open(run.leaderboard['html']).read()
+    assert '<td>2 iters</td>' in html
 
 
 def run_dir(work_dir, method):
@@ -53,41 +76,87 @@ def run_dir(work_dir, method):
     return path
 
 
+def chain_checkpoint(work_dir, method):
+    return osp.join(work_dir, 'pretrain', method, 'iter_2.pth')
+
+
 def test_done_task_is_not_rerun(chain):
     work_dir, _ = chain
-    task_dir = run_dir(work_dir, 'mae')
-    path = osp.join(task_dir, 'ade20k-upernet', 'summary.json')
+    path = osp.join(run_dir(work_dir, 'mae'), 'ade20k-upernet', 'summary.json')
     before = open(path).read()
-    info = describe_checkpoint(osp.join(work_dir, 'pretrain', 'mae', 'iter_2.pth'))
-    record = run_task(info, 'ade20k-upernet', task_dir, embedded=True)
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'mae'), work_dir)
+    assert staged.run_dir == run_dir(work_dir, 'mae')  # found by the sha256 of the bytes
+    record = run_task(staged, 'ade20k-upernet', reduced=True)
     assert record.status == 'done' and open(path).read() == before
 
 
 def test_failed_task_is_recorded(chain, tmp_path):
     """A task whose data is missing fails, with the error in its summary."""
     work_dir, _ = chain
-    info = describe_checkpoint(osp.join(work_dir, 'pretrain', 'convmae', 'iter_2.pth'))
-    record = run_task(info, 'ade20k-upernet', str(tmp_path), data_root=str(tmp_path / 'none'),
-                      embedded=True)
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'convmae'), str(tmp_path))
+    record = run_task(staged, 'ade20k-upernet', data_root=str(tmp_path / 'none'), reduced=True)
     assert record.status == 'failed' and record.error
-    assert read_summary(str(tmp_path / 'ade20k-upernet' / 'summary.json')).status == 'failed'
+    assert read_summary(osp.join(staged.run_dir, 'ade20k-upernet', 'summary.json')).status \
+        == 'failed'
 
 
-def test_interrupted_task_resumes(chain):
-    """A task left unfinished is run again from its last checkpoint, not from scratch."""
-    work_dir, _ = chain
-    task_dir = run_dir(work_dir, 'convmae')
-    path = osp.join(task_dir, 'ade20k-upernet', 'summary.json')
-    with open(path) as f:
+def _copy_task(chain_work_dir, method, staged, keep_eval=True):
+    """The chain's finished task directory of ``method``, copied into ``staged``'s run, its
+    last_checkpoint pointing at the copy; without its logged evaluation unless
+    ``keep_eval``."""
+    src = osp.join(run_dir(chain_work_dir, method), 'ade20k-upernet')
+    dst = osp.join(staged.run_dir, 'ade20k-upernet')
+    shutil.copytree(src, dst)
+    with open(osp.join(dst, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(dst, 'iter_2.pth'))
+    if not keep_eval:
+        for folder in glob.glob(osp.join(dst, '2*_*')):
+            shutil.rmtree(folder)
+    summary = osp.join(dst, 'summary.json')
+    with open(summary) as f:
         stored = json.load(f)
-    with open(path, 'w') as f:
-        json.dump(dict(stored, status='interrupted'), f)
-    info = describe_checkpoint(osp.join(work_dir, 'pretrain', 'convmae', 'iter_2.pth'))
-    record = run_task(info, 'ade20k-upernet', task_dir, osp.join(work_dir, 'data'),
-                      embedded=True)
+    with open(summary, 'w') as f:
+        json.dump(dict(stored, status='interrupted', metrics={}), f)
+    return dst, stored
+
+
+def test_task_killed_after_its_evaluation_is_recorded_without_rerunning(chain, tmp_path):
+    """Killed after the final evaluation was logged but before the summary said so: the
+    logged evaluation is the result; nothing is trained again."""
+    work_dir, _ = chain
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'convmae'), str(tmp_path))
+    task_dir, stored = _copy_task(work_dir, 'convmae', staged)
+    log_before = open(osp.join(task_dir, 'train.log')).read()
+    record = run_task(staged, 'ade20k-upernet', osp.join(work_dir, 'data'), reduced=True)
     assert record.status == 'done' and record.metrics == stored['metrics']
-    log = open(osp.join(task_dir, 'ade20k-upernet', 'train.log')).read()
-    assert 'resumed epoch: 0, iter: 2' in log
+    assert open(osp.join(task_dir, 'train.log')).read() == log_before
+
+
+def test_task_killed_before_its_final_evaluation_is_evaluated(chain, tmp_path, capsys):
+    """Killed after the final iter_N.pth was written but before evaluation: a rerun
+    evaluates that checkpoint instead of failing forever."""
+    work_dir, _ = chain
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'convmae'), str(tmp_path))
+    task_dir, stored = _copy_task(work_dir, 'convmae', staged, keep_eval=False)
+    log_before = open(osp.join(task_dir, 'train.log')).read()
+    record = run_task(staged, 'ade20k-upernet', osp.join(work_dir, 'data'), reduced=True)
+    assert record.status == 'done', record.error
+    assert record.metrics['mIoU'] == pytest.approx(stored['metrics']['mIoU'])
+    assert 'training had finished; evaluating' in capsys.readouterr().out
+    added = open(osp.join(task_dir, 'train.log')).read()[len(log_before):]
+    assert 'Iter(test)' in added and 'Iter(train)' not in added
+
+
+def test_interrupted_task_resumes(chain, tmp_path):
+    """A task stopped during training is run again from its last checkpoint."""
+    work_dir, _ = chain
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'convmae'), str(tmp_path))
+    task_dir, _ = _copy_task(work_dir, 'convmae', staged, keep_eval=False)
+    record = run_task(staged, 'ade20k-upernet', osp.join(work_dir, 'data'), reduced=True,
+                      transfer_iters=4)
+    assert record.status == 'done', record.error
+    log = open(osp.join(task_dir, 'train.log')).read()
+    assert 'resumed epoch: 0, iter: 2' in log and 'Iter(train) [4/4]' in log
 
 
 def test_describe_pretraining_checkpoints(chain):
@@ -145,6 +214,9 @@ def test_launch_commands():
     assert slurm.env()['GPUS'] == '16'
     with pytest.raises(ValueError, match='needs --partition'):
         Launch('slurm')
+    assert Launch().test_command('c.py', 'w', 'w/iter_9.pth') == [
+        sys.executable, '-m', 'mixedconv.test', 'c.py', 'w/iter_9.pth', '--work-dir', 'w']
+    assert slurm.test_command('c.py', 'w', 'w/iter_9.pth') is None
 
 
 @pytest.mark.parametrize('args, message', [
@@ -220,7 +292,7 @@ def test_two_checkpoints_with_one_file_name(chain, tmp_path):
         paths.append(str(tmp_path / name / 'checkpoint.pth'))
     bench = str(tmp_path / 'bench')
     records = run_benchmark(paths, ['ade20k-upernet'], bench, osp.join(work_dir, 'data'),
-                            embedded=True)
+                            reduced=True)
     first, second = records
     assert first.status == second.status == 'done'
     assert first.checkpoint_sha256 != second.checkpoint_sha256
@@ -229,17 +301,87 @@ def test_two_checkpoints_with_one_file_name(chain, tmp_path):
     table = open(write_leaderboard(records, bench)['md']).read()
     for record in records:
         sha = record.checkpoint_sha256[:12]
-        assert f'| ConvMAE | ConvViT-tiny | — | checkpoint.pth ({sha}) |' in table
+        assert f'| ConvMAE (reduced) | ConvViT-tiny | 2 iters | checkpoint.pth ({sha}) |' \
+            in table
+
+
+def test_one_file_under_two_names_is_trained_once(chain, tmp_path):
+    """The same bytes under two names, in one benchmark and in a later one, are trained
+    once; the leaderboard row names both files."""
+    from mixedconv.benchmark import run_benchmark
+    from mixedconv.benchmark.runner import write_leaderboard
+    work_dir, _ = chain
+    first, second, third = (str(tmp_path / name) for name in ('a.pth', 'b.pth', 'c.pth'))
+    for path in (first, second, third):
+        shutil.copyfile(chain_checkpoint(work_dir, 'mae'), path)
+    bench = str(tmp_path / 'bench')
+    data = osp.join(work_dir, 'data')
+    records = run_benchmark([first, second], ['ade20k-upernet'], bench, data, reduced=True)
+    assert len(records) == 1 and records[0].status == 'done'
+    (later,) = run_benchmark([third], ['ade20k-upernet'], bench, data, reduced=True)
+    assert later == records[0]  # read back, not trained again
+    assert len(os.listdir(osp.join(bench, 'transfer'))) == 1
+    table = open(write_leaderboard(records, bench)['md']).read()
+    assert table.count('| MAE (reduced) |') == 1
 
 
 def test_task_dir_of_another_checkpoint_is_refused(chain, tmp_path):
     """A task directory whose summary names another checkpoint is never resumed or reused."""
+    from dataclasses import replace
+
     from mixedconv.benchmark.runner import TaskMismatch
     work_dir, _ = chain
-    task_dir = run_dir(work_dir, 'mae')
-    info = describe_checkpoint(osp.join(work_dir, 'pretrain', 'convmae', 'iter_2.pth'))
+    staged = stage_checkpoint(chain_checkpoint(work_dir, 'convmae'), str(tmp_path))
     with pytest.raises(TaskMismatch, match='holds the ade20k-upernet results of another'):
-        run_task(info, 'ade20k-upernet', task_dir, embedded=True)
+        run_task(replace(staged, run_dir=run_dir(work_dir, 'mae')), 'ade20k-upernet',
+                 reduced=True)
+
+
+def test_recorded_hash_is_that_of_the_loaded_bytes(chain, tmp_path):
+    """The checkpoint file is replaced after the benchmark read it: the task trains from the
+    copy of the bytes that were hashed, and records their sha256."""
+    work_dir, _ = chain
+    path = str(tmp_path / 'convmae.pth')
+    shutil.copyfile(chain_checkpoint(work_dir, 'convmae'), path)
+    staged = stage_checkpoint(path, str(tmp_path / 'bench'))
+    with open(path, 'rb') as f:
+        original = f.read()
+    torch.save({'state_dict': {}}, path)  # swapped on disk while the task runs
+    config = osp.join(staged.run_dir, 'ade20k-upernet', 'benchmark_config.py')
+    from mmengine.config import Config
+    record = run_task(staged, 'ade20k-upernet', osp.join(work_dir, 'data'), reduced=True)
+    assert record.status == 'done', record.error
+    assert record.checkpoint_sha256 == hashlib.sha256(original).hexdigest()
+    assert Config.fromfile(config).model.backbone.init_cfg.checkpoint == staged.weights
+
+
+def test_names_with_mmengine_substitutions_load_what_was_hashed(chain, tmp_path, monkeypatch):
+    """A checkpoint named T{{$NOPE_UNSET:X}}.pth beside a TX.pth, in a work dir whose path
+    holds quotes and {{fileDirname}}: the task trains from the bytes it hashed, the data
+    root it was given is the one read, and nothing in a path runs."""
+    from mixedconv.benchmark import run_benchmark
+    work_dir, _ = chain
+    marker = tmp_path / 'ran'
+    monkeypatch.setenv('MIXEDCONV_TEST_MARKER', str(marker))
+    payload = ('q"\'+__import__(\'pathlib\').Path(__import__(\'os\').environ['
+               '\'MIXEDCONV_TEST_MARKER\']).touch()+\'{{fileDirname}}')
+    bench = tmp_path / payload
+    data = tmp_path / 'd{{$HOME}}'
+    shutil.copytree(osp.join(work_dir, 'data'), data)
+    named = tmp_path / 'T{{$NOPE_UNSET:X}}.pth'
+    shutil.copyfile(chain_checkpoint(work_dir, 'mae'), named)
+    shutil.copyfile(chain_checkpoint(work_dir, 'convmae'), tmp_path / 'TX.pth')
+    (record,) = run_benchmark([str(named)], ['ade20k-upernet'], str(bench), str(data),
+                              reduced=True)
+    assert not marker.exists()
+    assert record.status == 'done', record.error
+    assert record.checkpoint == str(named) and record.method == 'MAE'
+    assert record.checkpoint_sha256 == hashlib.sha256(named.read_bytes()).hexdigest()
+    from mmengine.config import Config
+    cfg = Config.fromfile(record.config)  # the recorded config is safe to read with mmengine
+    assert cfg.train_dataloader.dataset.data_root.startswith(str(data))
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith(str(bench))
+    assert not marker.exists()
 
 
 def _benchmark(*args, cwd=ROOT, **kwargs):
@@ -252,7 +394,7 @@ def test_failed_task_fails_the_run_from_any_directory(tmp_path):
     exit code 1 and its whole reason is printed and recorded."""
     torch.save({'model': PlainViT(arch='tiny').state_dict()}, tmp_path / 'mae_vit_tiny.pth')
     out = _benchmark('mae_vit_tiny.pth', '--tasks', 'ade20k-upernet', '--data-root', 'none',
-                     '--work-dir', 'wd', cwd=tmp_path)
+                     '--work-dir', 'wd', '--no-amp', cwd=tmp_path)
     assert out.returncode == 1, out.stderr[-2000:]
     (summary,) = glob.glob(str(tmp_path / 'wd' / 'transfer' / '*' / 'ade20k-upernet' /
                                 'summary.json'))
@@ -305,6 +447,26 @@ def test_sigkill_of_the_benchmark_leaves_no_trainer(tmp_path):
         assert not osp.exists(stale)
 
 
+def test_start_removes_only_its_own_temporaries(tmp_path):
+    """A benchmark start removes the temporaries a killed run left where the benchmark and
+    its trainers write, and no other *.part file under the work dir."""
+    from mixedconv.benchmark.runner import benchmark_lock
+    work_dir = tmp_path / 'wd'
+    ours = [work_dir / 'pretrain' / 'mae' / '.iter_30.pth.k2j3h4ab.part',
+            work_dir / 'transfer' / 'run-0123' / '.pretrained.pth.abcdefgh.part',
+            work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / '.iter_4.pth.x1y2z3w4.part',
+            work_dir / 'leaderboard' / '.leaderboard.md.q1w2e3r4.part']
+    users = [work_dir / 'notes' / '.thesis-draft.part', work_dir / '.draft.part',
+             work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / 'vis' / '.plot.part']
+    for path in ours + users:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('x')
+    with benchmark_lock(str(work_dir)):
+        pass
+    assert [p for p in ours if p.exists()] == []
+    assert [p for p in users if not p.exists()] == []
+
+
 def test_second_benchmark_on_a_work_dir_is_refused(tmp_path):
     from mixedconv.benchmark.runner import benchmark_lock
     work_dir = str(tmp_path / 'busy')
@@ -344,3 +506,46 @@ def test_describe_official_save_model_checkpoint(tmp_path):
                 'args': argparse.Namespace(model='convmae_convvit_base_patch16')}, path)
     with pytest.raises(CheckpointError, match='save_model args\\) names arch ConvViT:b'):
         describe_checkpoint(str(path))
+
+
+def test_a_checkpoint_is_tried_on_cpu_without_data(chain, tmp_path):
+    """tools/benchmark.py CKPT without --data-root: the recipes at a reduced size on
+    generated data, with the checkpoint's own backbone (a ViT-S here); the screen and the
+    leaderboard say what it was."""
+    torch.save({'model': PlainViT(arch='small').state_dict()}, tmp_path / 'mae_vit_small.pth')
+    out = _benchmark(str(tmp_path / 'mae_vit_small.pth'), '--tasks', 'ade20k-upernet',
+                     '--work-dir', str(tmp_path / 'wd'))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'No --data-root: the recipes run at a reduced size' in out.stdout
+    assert 'the numbers are not results' in out.stdout
+    (summary,) = glob.glob(str(tmp_path / 'wd' / 'transfer' / '*' / 'ade20k-upernet' /
+                                'summary.json'))
+    record = read_summary(summary)
+    assert record.status == 'done' and record.reduced and record.backbone == 'ViT-S'
+    page = open(tmp_path / 'wd' / 'leaderboard' / 'leaderboard.md').read()
+    assert '| MAE (reduced) | ViT-S |' in page
+    assert page.startswith('> **Rows marked (reduced) are not results')
+    assert 'generated data' in page.split('\n')[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the refusal is for machines without CUDA')
+def test_amp_without_cuda_is_refused_up_front(tmp_path):
+    """The full recipes train with mixed precision: on a machine without CUDA the benchmark
+    says so before training anything, naming the flag that turns it off."""
+    torch.save({'model': PlainViT(arch='tiny').state_dict()}, tmp_path / 'mae_vit_tiny.pth')
+    started = time.time()
+    out = _benchmark(str(tmp_path / 'mae_vit_tiny.pth'), '--tasks', 'ade20k-upernet',
+                     '--data-root', str(tmp_path / 'data'), '--work-dir', str(tmp_path / 'wd'))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert 'mixed precision (AmpOptimWrapper), which needs a CUDA device' in out.stderr
+    assert '--no-amp' in out.stderr and 'Traceback' not in out.stderr
+    assert not glob.glob(str(tmp_path / 'wd' / 'transfer' / '*' / '*' / 'summary.json'))
+    assert time.time() - started < 120
+
+
+def test_work_dir_that_is_a_file_is_an_error(tmp_path):
+    (tmp_path / 'wd').write_text('not a folder')
+    torch.save({'model': PlainViT(arch='tiny').state_dict()}, tmp_path / 'mae_vit_tiny.pth')
+    out = _benchmark(str(tmp_path / 'mae_vit_tiny.pth'), '--work-dir', str(tmp_path / 'wd'))
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert f'error: --work-dir {tmp_path / "wd"} is a file; give a folder' in out.stderr

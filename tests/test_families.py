@@ -70,7 +70,8 @@ def test_bad_arch_names_and_dicts_are_named():
 
 
 @pytest.mark.parametrize('module', ['mixedconv.leaderboard', 'mixedconv.families',
-                                    'mixedconv.config_data'])
+                                    'mixedconv.config_data', 'mixedconv.results',
+                                    'mixedconv.cli'])
 def test_data_only_modules_import_without_torch(module):
     code = (f'import sys, {module}; '
             "heavy = [m for m in ('torch', 'mmengine', 'mmpretrain') if m in sys.modules]; "
@@ -93,3 +94,42 @@ def test_custom_imports_of_the_package_name_register_everything(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_method_table_names_each_method_once():
+    """Method names, their backbone family and configs have one home; the benchmark's
+    recipes and --pretrain names are read from it."""
+    from mixedconv.benchmark.recipes import PRETRAIN_CONFIGS, TASK_CONFIGS
+    from mixedconv.families import CONVMAE, MAE, METHODS, MIXEDAE, PRETRAINABLE, family_recipes
+    assert (CONVMAE.family, MIXEDAE.family, MAE.family) == (CONVVIT, PLAINVIT, PLAINVIT)
+    assert set(PRETRAINABLE) == set(PRETRAIN_CONFIGS) == {'convmae', 'mixedae', 'mae'}
+    for method in METHODS.values():
+        for config in (*method.pretrain_configs, *method.transfer_configs.values()):
+            assert osp.isfile(osp.join(REPO, config)), config
+    for task, configs in TASK_CONFIGS.items():
+        for family, config in configs.items():
+            assert family_recipes(family)[task] == config
+    assert family_recipes('ConvViT') == dict(CONVMAE.transfer_configs)
+
+
+@pytest.mark.parametrize('cls, family, arch', [
+    (PlainViT, PLAINVIT, 'b'), (PlainViT, PLAINVIT, 'large'), (PlainViT, PLAINVIT, PLAINVIT.tiny),
+    (ConvViT, CONVVIT, CONVVIT.tiny)])
+def test_default_output_indices_are_the_backbones_own(cls, family, arch):
+    assert cls(arch=arch).out_indices == family.default_out_indices(arch)
+    if family is PLAINVIT:
+        assert cls(arch=arch, out_type='avg_featmap').out_indices == \
+            family.default_out_indices(arch, 'avg_featmap')
+
+
+def test_mmpretrain_arch_round_trip_and_names():
+    from mixedconv.families import (arch_in_name, label_in_name, mmpretrain_arch_of_plain,
+                                    plain_arch_of_mmpretrain)
+    for arch in ('b', 'large', PLAINVIT.tiny):
+        mm = mmpretrain_arch_of_plain(arch)
+        assert PLAINVIT.sizes_of(plain_arch_of_mmpretrain(mm)) == PLAINVIT.sizes_of(arch)
+    assert arch_in_name('convmae_convvit_base_patch16') == (CONVVIT, 'b')
+    assert arch_in_name('mae_vit_large_patch16') == (PLAINVIT, 'large')
+    assert label_in_name('mask-rcnn_vit-h_coco') == 'ViT-H'
+    assert label_in_name('upernet_convvit_ade') == 'ConvViT'
+    assert label_in_name('resnet50_coco') is None

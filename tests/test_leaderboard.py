@@ -1,13 +1,16 @@
-"""Summary records, result collection (ours and real mmengine work dirs) and leaderboard files."""
+"""Result collection (ours and real mmengine work dirs), the table with its protocols, and
+the leaderboard files and tool."""
 import csv
+import glob
 import hashlib
 import json
 import os
 import os.path as osp
-import runpy
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -18,10 +21,11 @@ from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import Dataset
 
-from mixedconv.leaderboard import (PUBLISHED, SummaryError, TaskSummary, build_table, collect,
-                                   current_git_commit, make_leaderboard, read_summary,
-                                   sha256_of, summary_path, utc_now, write_summary)
-from mixedconv.leaderboard.render import to_markdown
+from mixedconv.leaderboard import (GAINS, PUBLISHED, SummaryError, TaskSummary, build_table,
+                                   collect, make_leaderboard, read_summary, summary_path,
+                                   write_summary)
+from mixedconv.leaderboard.render import to_csv, to_html, to_markdown
+from mixedconv.results import protocols
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MAE_CKPT = '/ckpts/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.pth'
@@ -139,26 +143,11 @@ def expected_markdown(bench_dir):
         '| MAE | ViT-B | 1600 | mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.pth | 51.6 | 45.9 '
         '| 48.1 | missing (running) | missing |\n'
         '\n'
-        '- Values in percent. Deltas against MAE ViT-B 1600e.\n'
+        '- Values in percent. Deltas against MAE ViT-B 1600e (only where the protocol and '
+        'the pretraining are the same).\n'
         f'- ConvMAE ConvViT-B 1600e: ade20k-upernet failed: RuntimeError: CUDA out of memory '
         f'({failed})\n'
         f'- MAE ViT-B 1600e: in1k-finetune running ({running})\n')
-
-
-def test_summary_round_trip(tmp_path):
-    ckpt = tmp_path / 'ckpt.pth'
-    ckpt.write_bytes(b'weights' * 1000)
-    rec = make_record(checkpoint=str(ckpt), checkpoint_sha256=sha256_of(str(ckpt)),
-                      config='configs/x.py', git_commit='abc', wall_time_s=12.5,
-                      started=utc_now(), finished=utc_now())
-    path = summary_path(str(tmp_path / 'work'), 'coco-maskrcnn')
-    write_summary(path, rec)
-    assert read_summary(path) == rec
-    assert os.listdir(osp.dirname(path)) == ['summary.json']  # no temp file left behind
-    assert rec.checkpoint_sha256 == hashlib.sha256(b'weights' * 1000).hexdigest()
-    rec.status, rec.metrics = 'failed', {}  # rewriting replaces the record
-    write_summary(path, rec)
-    assert read_summary(path).status == 'failed'
 
 
 @pytest.mark.parametrize('content,problem', [
@@ -176,20 +165,6 @@ def test_malformed_summary_names_file(tmp_path, content, problem):
     assert problem in str(info.value)
     with pytest.raises(SummaryError, match=str(path)):  # the leaderboard stops on it too
         collect([str(tmp_path)])
-
-
-def test_current_git_commit(tmp_path):
-    assert current_git_commit(str(tmp_path)) is None  # not a checkout
-    git = ['git', '-C', str(tmp_path), '-c', 'user.name=t', '-c', 'user.email=t@t']
-    subprocess.run(git + ['init', '-q'], check=True)
-    (tmp_path / 'f.txt').write_text('a')
-    subprocess.run(git + ['add', 'f.txt'], check=True)
-    subprocess.run(git + ['commit', '-qm', 'init'], check=True)
-    head = subprocess.run(git + ['rev-parse', 'HEAD'], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    assert current_git_commit(str(tmp_path)) == head
-    (tmp_path / 'f.txt').write_text('b')
-    assert current_git_commit(str(tmp_path)) == head + '-dirty'
 
 
 def test_collect_plain_mmengine_work_dir(mmengine_work_dir, tmp_path):
@@ -261,17 +236,51 @@ def test_leaderboard_files(bench_dir, mmengine_work_dir, tmp_path):
         img.verify()
 
 
-def test_published_rows_and_baseline_errors(bench_dir):
-    results = collect([bench_dir])
-    table = build_table(results, PUBLISHED, baseline='MAE ViT-B (published)')
+def test_published_rows_say_their_protocol_and_compare_only_like_with_like(bench_dir,
+                                                                          tmp_path):
+    """Every published value has its protocol and source; deltas and bars only between
+    values of the same protocol and pretraining; values without a stated protocol and gains
+    without absolute values are shown apart, never compared."""
+    from mixedconv.leaderboard.render import bar_groups
+    write_summary(summary_path(bench_dir + '/convmae', 'coco-maskrcnn'),
+                  make_record(protocol=protocols.CONVMAE_VITDET_25EP))
+    write_summary(summary_path(bench_dir + '/convmae', 'in1k-finetune'),
+                  make_record(task='in1k-finetune', metrics={'accuracy/top1': 85.0123},
+                              protocol=protocols.FINETUNE_100EP))
+    write_summary(summary_path(str(tmp_path / 'mixedae'), 'coco-maskrcnn'),
+                  make_record(method='MixedAE', backbone='ViT-B', checkpoint='/c/mixedae.pth',
+                              checkpoint_sha256=hashlib.sha256(b'm').hexdigest(),
+                              metrics={'coco/bbox_mAP': 0.525, 'coco/segm_mAP': 0.466},
+                              protocol=protocols.VITDET_100EP))
+    results = collect([bench_dir, str(tmp_path / 'mixedae')])
+    table = build_table(results, PUBLISHED, baseline='MAE ViT-B (published)', gains=GAINS)
     text = to_markdown(table)
-    assert ('| 51.9 (+0.3) | 46.2 (+0.3) | failed | 85.0 (+1.4) | missing |') in text
-    assert '| MAE (published: MAE paper) | ViT-B | 1600 | — | 51.6 | 45.9 | 48.1 | 83.6 | 68.0 |' \
+    # ConvMAE's COCO recipe is not MAE's: no delta; its fine-tuning protocol is the same
+    assert '| 51.9 | 46.2 | failed | 85.0 (+1.4) | missing |' in text
+    assert '| MixedAE | ViT-B | 1600 | mixedae.pth (62c66a7a5dd7) | 52.5 (+0.9) | 46.6 (+0.7) |' \
         in text
-    assert '| MixedAE (published: MixedAE paper leaderboard entry) | ViT-B | 1600 | — | missing ' \
-        in text
-    assert '- Rows marked published are numbers reported by their source, not measured here.' \
-        in text
+    assert '| MAE (published) | ViT-B | 1600 | — | 51.6 | 45.9 | 48.1 | 83.6 | 68.0 |' in text
+    assert ('- MAE ViT-B 1600e (published): COCO box AP, COCO mask AP: Mask R-CNN, ViTDet '
+            'simple pyramid, LSJ 1024, 100 ep (detectron2 ViTDet README)') in text
+    assert '| MAE (published, MAE-paper detection) | ViT-B | 1600 | — | 50.3 | 44.9 |' in text
+    # MixedAE's absolute values state no protocol: apart, not in the table; its gains as gains
+    table_part, apart = text.split('Published numbers not compared')
+    assert 'MixedAE (published)' not in table_part
+    assert ('- MixedAE ViT-B (published): COCO mask AP 43.5 (a results-aggregator site), '
+            'ADE20K mIoU 48.7 (MixedAE leaderboard entry), IN-1K top-1 83.9') in apart
+    assert ('MixedAE ViT-B over MAE ViT-B, the same protocol for both; epochs and recipes not '
+            'stated there (MixedAE paper (arXiv 2303.17152), abstract): IN-1K top-1 +0.3, '
+            'ADE20K mIoU +1.7, COCO AP (box or mask not stated) +0.9') in apart
+    for row in table.rows:
+        for key, cell in row.cells.items():
+            if row.published and cell.value is not None:
+                assert cell.protocol and cell.source, (row.label, key)
+    for column, protocol, pretraining, bars in bar_groups(table):
+        assert len({(table.rows[i].cells[column.key].protocol, table.rows[i].pretraining)
+                    for i, _ in bars}) == 1
+        if column.key == 'coco_box_ap' and protocol == protocols.VITDET_100EP:
+            assert sorted(table.rows[i].label for i, _ in bars) == [
+                'MAE ViT-B 1600e (published)', 'MixedAE ViT-B 1600e']
     with pytest.raises(ValueError, match="matches no row; give one of: 'ConvMAE ConvViT-B"):
         build_table(results, baseline='BEiT ViT-B')
     with pytest.raises(ValueError, match='matches several rows'):
@@ -292,19 +301,142 @@ def test_cli(bench_dir, mmengine_work_dir, tmp_path):
     with open(osp.join(out, 'leaderboard.md')) as f:
         text = f.read()
     assert text.splitlines()[:4] == expected_markdown(bench_dir).splitlines()[:4]
-    assert '(published: ConvMAE README)' in text
+    assert '| ConvMAE (published) | ConvViT-B | 1600 | — | 53.9 | 47.6 | 51.7 |' in text
 
+
+def run_tool(tool, *args, **kwargs):
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', tool), *args],
+                          capture_output=True, text=True, timeout=120, **kwargs)
 
 
 @pytest.mark.parametrize('argv,message', [
     (['{tmp}/nope', '--out', '{tmp}/o'], 'error: work directory not found'),
     (['{bench}', '--out', '{tmp}/o', '--baseline', 'BEiT ViT-B'], 'error: baseline'),
+    (['{bench}', '--out', '{tmp}/a_file'], 'error: the leaderboard folder {tmp}/a_file is a file'),
 ])
 def test_cli_errors(bench_dir, tmp_path, argv, message):
     """Bad input ends the tool with a one-line error instead of a traceback."""
-    main = runpy.run_path(osp.join(REPO, 'tools', 'leaderboard.py'))['main']
-    with pytest.raises(SystemExit) as info:
-        main([a.format(tmp=tmp_path, bench=bench_dir) for a in argv])
-    assert str(info.value).startswith(message)
-    with pytest.raises(SystemExit):  # argparse rejects a malformed override
-        main([bench_dir, '--out', str(tmp_path), '--override', 'method=MAE'])
+    (tmp_path / 'a_file').write_text('x')
+    out = run_tool('leaderboard.py', *[a.format(tmp=tmp_path, bench=bench_dir) for a in argv])
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert out.stderr.startswith(message.format(tmp=tmp_path)), out.stderr
+    out = run_tool('leaderboard.py', bench_dir, '--out', str(tmp_path), '--override',
+                   'method=MAE')
+    assert out.returncode == 2 and 'bad override' in out.stderr  # argparse's own error
+
+
+def test_leaderboard_tool_runs_its_own_checkout(bench_dir, tmp_path):
+    """From a clone, tools/leaderboard.py imports that checkout's mixedconv, not whatever
+    mixedconv is installed (a stand-in here, first on PYTHONPATH)."""
+    fake = tmp_path / 'installed' / 'mixedconv'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text("raise SystemExit('the installed mixedconv was used')\n")
+    out = run_tool('leaderboard.py', bench_dir, '--out', str(tmp_path / 'o'), cwd=str(tmp_path),
+                   env=dict(os.environ, PYTHONPATH=str(tmp_path / 'installed')))
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_full_disk_keeps_the_previous_leaderboard(bench_dir, tmp_path):
+    """A write that fails part-way (a full disk; here a file size limit) leaves every
+    leaderboard file whole: the previous one, never a truncated one; one error line."""
+    out_dir = tmp_path / 'out'
+    first = make_leaderboard([bench_dir], str(out_dir))
+    before = {ext: open(path, 'rb').read() for ext, path in first.items()}
+    write_summary(summary_path(bench_dir + '/mae', 'coco-maskrcnn'),
+                  make_record(method='MAE', backbone='ViT-B'))
+
+    def limit_file_size():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+
+    out = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'leaderboard.py'), bench_dir,
+                          '--out', str(out_dir)], capture_output=True, text=True, timeout=120,
+                         preexec_fn=limit_file_size)
+    assert out.returncode == 2 and out.stderr.startswith('error: ')
+    assert 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    for ext, path in first.items():
+        data = open(path, 'rb').read()
+        assert data == before[ext] or len(data) <= 1500, ext  # whole: old, or new and small
+    assert not [n for n in os.listdir(out_dir) if n.endswith('.part')]
+
+
+def test_text_from_outside_cannot_break_the_tables(tmp_path):
+    """Newlines, pipes, markup and formula starts in a method name or a checkpoint path stay
+    inside their cell in every format."""
+    nasty_method = '=HYPERLINK("x")\n| injected | row |'
+    nasty_path = '/ckpts/a\nb|<img src=x onerror=alert(1)>.pth'
+    write_summary(summary_path(str(tmp_path / 'r'), 'ade20k-upernet'),
+                  make_record(task='ade20k-upernet', method=nasty_method, checkpoint=nasty_path,
+                              metrics={'mIoU': 40.0}))
+    table = build_table(collect([str(tmp_path)]))
+    md = to_markdown(table)
+    rows = [line for line in md.splitlines() if line.startswith('|')]
+    assert len(rows) == 3 and all(line.count(' | ') == 8 for line in rows), rows
+    assert '<img' not in md and '\\n' in rows[2]
+    page = to_html(table, b'')
+    assert '<img src=x' not in page and '&lt;img src=x onerror=alert(1)&gt;' in page
+    (record,) = list(csv.DictReader(to_csv(table).splitlines()))
+    assert record['method'].startswith("'=HYPERLINK") and '\n' not in record['checkpoint']
+
+
+def _collect_in_subprocess(work_dir, timeout=120):
+    code = ('import sys, json; from mixedconv.leaderboard import collect; '
+            f'r = collect([{work_dir!r}])[0].record; '
+            'print(json.dumps([r.checkpoint, r.checkpoint_sha256]))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=timeout, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _pointing_at(mmengine_work_dir, tmp_path, name, target):
+    """A copy of the plain work dir whose dumped configs name ``target`` as the
+    pretrained checkpoint."""
+    copy = tmp_path / name
+    shutil.copytree(mmengine_work_dir, copy)
+    for path in glob.glob(str(copy / '**' / '*.py'), recursive=True):
+        text = open(path).read().replace(MAE_CKPT, str(target))
+        open(path, 'w').write(text)
+    return str(copy)
+
+
+def test_only_checkpoint_files_are_hashed(mmengine_work_dir, tmp_path):
+    """A dumped config may name any path: a FIFO (or /proc/kmsg) is not read, a large file
+    that is no checkpoint is not hashed, a checkpoint file is."""
+    fifo = tmp_path / 'mae_vit-base_1600e.pth'
+    os.mkfifo(fifo)
+    assert _collect_in_subprocess(_pointing_at(mmengine_work_dir, tmp_path, 'fifo', fifo),
+                                  timeout=60)[1] is None
+    big = tmp_path / 'data_1600e.pth'
+    with open(big, 'wb') as f:
+        f.truncate(3 << 30)  # sparse: 3 GB of zeros
+    started = time.time()
+    assert _collect_in_subprocess(_pointing_at(mmengine_work_dir, tmp_path, 'big', big))[1] \
+        is None
+    assert time.time() - started < 60
+    real = tmp_path / 'mae_1600e.pth'
+    torch.save({'state_dict': {'w': torch.zeros(3)}}, real)
+    assert _collect_in_subprocess(_pointing_at(mmengine_work_dir, tmp_path, 'real', real))[1] \
+        == hashlib.sha256(real.read_bytes()).hexdigest()
+
+
+def test_a_changed_checkpoint_file_supersedes_its_old_row(tmp_path):
+    """The same path benchmarked before and after it changed: two rows, the older marked
+    superseded (in the table, its notes and the CSV), and it gets no bar."""
+    from mixedconv.leaderboard.render import bar_groups
+    old, new = (hashlib.sha256(x).hexdigest() for x in (b'old', b'new'))
+    for name, sha, started, value in (('a', old, '2026-01-01T00:00:00+00:00', 40.0),
+                                      ('b', new, '2026-02-01T00:00:00+00:00', 42.0)):
+        write_summary(summary_path(str(tmp_path / name), 'ade20k-upernet'),
+                      make_record(task='ade20k-upernet', checkpoint='/c/enc.pth',
+                                  checkpoint_sha256=sha, started=started, finished=started,
+                                  metrics={'mIoU': value}))
+    table = build_table(collect([str(tmp_path)]))
+    md = to_markdown(table)
+    assert f'| enc.pth ({old[:12]}), superseded |' in md
+    assert f'| enc.pth ({new[:12]}) |' in md
+    assert f'/c/enc.pth has changed since these results; its newer content is {new[:12]}' in md
+    (superseded,) = [r for r in csv.DictReader(to_csv(table).splitlines()) if r['superseded_by']]
+    assert superseded['checkpoint_sha256'] == old
+    assert [v for *_, bars in bar_groups(table) for _, v in bars] == [42.0]

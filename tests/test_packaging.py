@@ -86,12 +86,11 @@ def test_installed_embedded_benchmark_runs_a_task(installed, tmp_path):
     code = f'''
 import torch
 from mixedconv.benchmark.runner import run_chain
-files, records = run_chain(['mae'], ['ade20k-upernet'], {str(tmp_path / 'bench')!r},
-                           with_records=True)
-assert [r.status for r in records] == ['done'], [(r.status, r.error) for r in records]
-print(open(files['md']).read())
+run = run_chain(['mae'], ['ade20k-upernet'], {str(tmp_path / 'bench')!r})
+assert [r.status for r in run.records] == ['done'], [(r.status, r.error) for r in run.records]
+print(open(run.leaderboard['md']).read())
 '''
     out = run_installed(installed, ['-c', code], tmp_path)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
-    assert '| MAE | ViT-tiny |' in out.stdout
+    assert '| MAE (reduced) | ViT-tiny |' in out.stdout
 

@@ -7,9 +7,17 @@ Example::
         --override 'work_dirs/mae_upernet:method=MAE,backbone=ViT-B,pretrain_epochs=1600'
 """
 import argparse
+import os.path as osp
 import sys
 
-from mixedconv.leaderboard import SummaryError, make_leaderboard
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mixedconv.cli import run_cli  # noqa: E402
+from mixedconv.leaderboard import SummaryError, make_leaderboard  # noqa: E402
+
+# bad input, and a leaderboard that cannot be written (a file as --out, a full disk: the
+# previous files are then unchanged)
+USER_ERRORS = (SummaryError, ValueError, OSError)
 
 
 def parse_override(text):
@@ -44,15 +52,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        paths = make_leaderboard(args.work_dirs, args.out, args.baseline, args.published,
-                                 dict(args.override))
-    except (FileNotFoundError, SummaryError, ValueError) as err:
-        sys.exit(f'error: {err}')
+    paths = make_leaderboard(args.work_dirs, args.out, args.baseline, args.published,
+                             dict(args.override))
     print('Leaderboard written:')
     for ext, path in paths.items():
         print(f'  {ext:4s} {path}')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main, user_errors=USER_ERRORS)

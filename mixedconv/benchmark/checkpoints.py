@@ -5,9 +5,11 @@ reliable source (it names the method and the exact arch, heads included); it is 
 never executed. Released checkpoints without it are recognised from the ``args`` their
 official ``save_model`` stored, and from their tensor names and shapes, which must agree
 with whatever the file or the user claims.
+
+This module is the benchmark's one door to the checkpoint code (reading, finding the
+encoder, recognising its family); the rest of the benchmark imports those names from here.
 """
 import os.path as osp
-import re
 import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -15,10 +17,11 @@ from typing import Optional, Union
 from ..checkpoint import (CheckpointError, backbone_for, find_encoder, safe_load,
                           unwrap_state_dict)
 from ..config_data import ConfigTextError, parse_config_text
-from ..leaderboard.collect import infer_method
-from ..families import FAMILIES, parse_arch, plain_arch_of_mmpretrain
+from ..families import (FAMILIES, METHODS, arch_in_name, backbone_of_cfg,
+                        method_of_model_type, parse_arch)
+from ..results import infer_method
 
-METHODS = {'ConvMAE': 'ConvMAE', 'MixedAE': 'MixedAE', 'MAE': 'MAE'}  # model.type -> label
+__all__ = ['CheckpointError', 'CheckpointInfo', 'describe_checkpoint', 'parse_arch']
 
 
 @dataclass
@@ -27,8 +30,9 @@ class CheckpointInfo:
     path: str
     family: str                      # 'ConvViT' or 'PlainViT'
     arch: Union[str, dict]           # an arch_zoo name or an arch dict
-    method: str                      # 'ConvMAE', 'MixedAE', 'MAE' or as given
+    method: str                      # a families.METHODS name, or as given
     pretrain_epochs: Optional[int] = None
+    pretrain_iters: Optional[int] = None  # iteration-based pretraining (the embedded one)
 
     @property
     def backbone_label(self):
@@ -64,7 +68,8 @@ def describe_checkpoint(path, method=None, arch=None):
     if arch_name:
         _check_sizes(path, found_family, arch_name, sizes, 'the --arch')
         info = CheckpointInfo(path, found_family, arch_name, stored and stored.method,
-                              stored and stored.pretrain_epochs)
+                              stored and stored.pretrain_epochs,
+                              stored and stored.pretrain_iters)
     elif stored is not None and stored.arch is not None:
         _check_sizes(path, found_family, stored.arch, sizes,
                      'its stored config (or save_model args) names')
@@ -72,7 +77,8 @@ def describe_checkpoint(path, method=None, arch=None):
     else:
         info = CheckpointInfo(path, found_family,
                               _match(found_family, sizes, path),
-                              stored and stored.method, stored and stored.pretrain_epochs)
+                              stored and stored.method, stored and stored.pretrain_epochs,
+                              stored and stored.pretrain_iters)
     info.method = method or info.method or infer_method(osp.basename(path))
     if not info.method:
         raise ValueError(f'cannot tell the pretraining method of {path}; pass --method '
@@ -95,21 +101,22 @@ def _from_stored_config(path, checkpoint):
         warnings.warn(f'{err}; the stored config is ignored and the tensors decide')
         return None
     model = _dict(cfg.get('model'))
-    backbone = _dict(model.get('backbone'))
-    epochs = _dict(cfg.get('train_cfg')).get('max_epochs')
-    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
-    method = METHODS.get(model.get('type'))
-    if backbone.get('type') in ('ConvViT', 'PlainViT'):
-        family = FAMILIES[backbone['type']]
-        arch = backbone.get('arch', family.default_arch)
-        if isinstance(arch, str):
-            arch = family.canonical(arch)
-        return CheckpointInfo(path, family.name, arch, method, epochs)
-    if backbone.get('type') == 'MAEViT':  # mmpretrain's MAE encoder, loaded by PlainViT
-        return CheckpointInfo(path, 'PlainViT',
-                              plain_arch_of_mmpretrain(backbone.get('arch', 'b')), method,
-                              epochs)
-    return None
+    train_cfg = _dict(cfg.get('train_cfg'))
+    epochs = _int(train_cfg.get('max_epochs'))
+    iters = None
+    if epochs is None and _int(train_cfg.get('max_iters')) is not None:
+        iters = _int(meta.get('iter'))
+        iters = _int(train_cfg.get('max_iters')) if iters is None else iters
+    method = method_of_model_type(model.get('type', ''))
+    try:
+        found = backbone_of_cfg(_dict(model.get('backbone')))
+    except ValueError as err:
+        warnings.warn(f"meta['cfg'] of {path}: {err}; the tensors decide")
+        return None
+    if found is None:
+        return None
+    family, arch = found  # arch None: the tensors tell it
+    return CheckpointInfo(path, family.name, arch, method and method.name, epochs, iters)
 
 
 def _from_args(path, checkpoint):
@@ -117,19 +124,20 @@ def _from_args(path, checkpoint):
     model name (``convmae_convvit_base_patch16``, ``mae_vit_large_patch16``) and epochs."""
     args = checkpoint.get('args') if isinstance(checkpoint, dict) else None
     model = getattr(args, 'model', None)
-    if not isinstance(model, str):
+    found = arch_in_name(model) if isinstance(model, str) else None
+    if found is None:
         return None
-    family = 'ConvViT' if 'convvit' in model.lower() else 'PlainViT'
-    size = re.search(r'_(small|base|large|huge)', model.lower())
-    epochs = getattr(args, 'epochs', None)
-    return CheckpointInfo(path, family, size and FAMILIES[family].canonical(size.group(1)),
-                          infer_method(model),
-                          epochs if isinstance(epochs, int) and not isinstance(epochs, bool)
-                          else None)
+    family, arch = found
+    return CheckpointInfo(path, family.name, arch, infer_method(model),
+                          _int(getattr(args, 'epochs', None)))
 
 
 def _dict(value):
     return value if isinstance(value, dict) else {}
+
+
+def _int(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _sizes_from_tensors(path, state_dict):

@@ -1,46 +1,27 @@
-"""Which config runs each benchmark task and pretraining method, and how a backbone config
-is adapted to the architecture of the checkpoint it loads."""
+"""Which config runs each benchmark task and pretraining method, and how a recipe is adapted
+to the architecture of the checkpoint it loads and to the machine it runs on."""
 import os.path as osp
 
 from ..config_files import config_path
-from ..families import FAMILIES
-from ..leaderboard.metrics import TASKS
+from ..families import FAMILIES, METHODS, PRETRAINABLE, family_recipes
+from ..results.metrics import TASKS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # task -> backbone family -> config (paths in the repository; config_path() finds the file,
-# also in an installed package)
-TASK_CONFIGS = {
-    'coco-maskrcnn': {
-        'ConvViT': 'configs/convmae/mask-rcnn_convvit-base-p16_sfp_8xb2-amp-lsj-1024-25e_coco.py',
-        'PlainViT': 'configs/mixedae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py',
-    },
-    'ade20k-upernet': {
-        'ConvViT': 'configs/convmae/upernet_convvit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
-        'PlainViT': 'configs/mixedae/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py',
-    },
-    'in1k-finetune': {
-        'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb128-coslr-100e_in1k.py',
-        'PlainViT': 'configs/mixedae/mixedae_vit-base-p16_8xb128-coslr-100e_in1k.py',
-    },
-    'in1k-linear': {
-        'ConvViT': 'configs/convmae/convmae_convvit-base-p16_8xb512-linear-coslr-90e_in1k.py',
-    },
-}
-assert set(TASK_CONFIGS) == set(TASKS)
+# also in an installed package): the recipes of each family, whichever method pretrained the
+# checkpoint (families.family_recipes)
+TASK_CONFIGS = {task: {name: family_recipes(name)[task] for name in FAMILIES
+                       if task in family_recipes(name)} for task in TASKS}
 # the other transfer recipes, which no benchmark task runs (the speed tool times them)
-TRANSFER_CONFIGS = {
-    'coco-maskrcnn-fpn': {
-        'ConvViT': 'configs/convmae/mask-rcnn_convvit-base-p16_fpn_8xb4-amp-lsj-1024-25e_coco.py',
-    },
-}
+TRANSFER_CONFIGS = {}
+for _method in METHODS.values():
+    for _task, _config in _method.transfer_configs.items():
+        if _task not in TASKS and _method.family_recipes:
+            TRANSFER_CONFIGS.setdefault(_task, {})[_method.family.name] = _config
 
-# method -> pretraining config
-PRETRAIN_CONFIGS = {
-    'convmae': 'configs/convmae/convmae_convvit-base-p16_8xb384-amp-coslr-1600e_in1k.py',
-    'mixedae': 'configs/mixedae/mixedae_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py',
-    'mae': 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py',
-}
+# method key ('convmae', as --pretrain takes it) -> the benchmark's pretraining config
+PRETRAIN_CONFIGS = {key: method.pretrain_configs[0] for key, method in PRETRAINABLE.items()}
 
 # dataset of each task -> folder under --data-root (the mm conventions)
 DATA_DIRS = {'coco': 'coco', 'ade20k': 'ade/ADEChallengeData2016', 'imagenet': 'imagenet'}
@@ -69,12 +50,14 @@ def task_config(task, family):
 
 
 def backbone_channels(backbone):
-    """Channels of a ConvViT / PlainViT config's output maps, in output order (the
-    backbones' default ``out_indices``: ConvViT stage 3, PlainViT the last block)."""
+    """Channels of a ConvViT / PlainViT config's output maps, in output order (without
+    ``out_indices``, the backbone's default outputs: :meth:`~mixedconv.families.Family.
+    default_out_indices`)."""
     family = FAMILIES[backbone['type']]
-    default = (2, ) if family.per_stage else (0, )
-    return family.out_channels(backbone.get('arch', family.default_arch),
-                               backbone.get('out_indices') or default)
+    arch = backbone.get('arch', family.default_arch)
+    out_indices = backbone.get('out_indices') or family.default_out_indices(
+        arch, backbone.get('out_type', 'featmap'))
+    return family.out_channels(arch, out_indices)
 
 
 def adapt_heads(cfg):
@@ -134,3 +117,21 @@ def set_data_root(cfg, data_root):
                 ann_file = (cfg.get(evaluator) or {}).get('ann_file')
                 if ann_file and old and ann_file.startswith(old):
                     cfg[evaluator].ann_file = osp.join(data_root, ann_file[len(old):].lstrip('/'))
+
+
+def uses_amp(cfg):
+    """Whether ``cfg`` trains with mixed precision (``AmpOptimWrapper``), which mmengine runs
+    only on an accelerator."""
+    return (cfg.get('optim_wrapper') or {}).get('type') == 'AmpOptimWrapper'
+
+
+def disable_amp(cfg):
+    """Train ``cfg`` in float32: ``AmpOptimWrapper`` -> ``OptimWrapper`` (its dtype and loss
+    scale dropped). Returns whether it changed anything."""
+    if not uses_amp(cfg):
+        return False
+    wrapper = cfg.optim_wrapper
+    wrapper.type = 'OptimWrapper'
+    for key in ('dtype', 'loss_scale'):
+        wrapper.pop(key, None)
+    return True

@@ -1,154 +1,63 @@
 """Run benchmark tasks as separate training processes and record each in a ``summary.json``.
 
-Layout of a benchmark work directory::
+Each checkpoint is copied into the work directory and the copy's bytes are hashed and loaded
+(:mod:`.layout`), so the sha256 a summary records is that of the weights the task trained
+from. A task whose summary says ``done`` for the same bytes is not run again; a ``running``,
+``failed`` or ``interrupted`` one is run again: from its final checkpoint's evaluation when
+training had finished, else resuming from its last checkpoint. A task directory whose
+summary names other bytes is an error, never resumed or reused.
 
-    <work_dir>/pretrain/<method>/            pretraining runs (``--pretrain``)
-    <work_dir>/transfer/<run>/<task>/        one mmengine work dir per checkpoint and task,
-                                             with benchmark_config.py, train.log, summary.json
-    <work_dir>/leaderboard/                  leaderboard.md/.csv/.html/.png
-
-``<run>`` is named after the method, backbone and file name of the checkpoint and the first 12
-hex digits of its sha256, so two different files called ``epoch_1600.pth`` never share a
-directory. A task whose summary says ``done`` for the same checkpoint is not run again; a
-``running``, ``failed`` or ``interrupted`` one is run again and resumes from its last
-checkpoint; a task directory whose summary names another checkpoint is an error, never
-resumed or reused.
-
-One benchmark at a time works in a work directory (``<work_dir>/.benchmark.lock``, an
-``flock`` the kernel releases when the process dies). Training processes die with the
-benchmark, even on SIGKILL (``PR_SET_PDEATHSIG``), and at the next start the summaries a
-killed run left at ``running`` become ``interrupted`` and its half-written checkpoint
-temporaries are removed.
+Three scales: the full recipes (``data_root`` given, or the configs' own data paths); the
+recipes at a reduced size on generated data (``reduced``: 64 px images, a few iterations,
+the checkpoint's own arch), a check on a CPU that a checkpoint goes through the whole chain;
+and the embedded default benchmark (:func:`run_chain` without data), which pretrains tiny
+encoders for the reduced recipes. Training processes die with the benchmark, even on SIGKILL
+(``PR_SET_PDEATHSIG``).
 """
-import contextlib
-import fcntl
-import glob
 import os
 import os.path as osp
-import re
-import signal
-import subprocess
-import sys
 import time
-from collections import deque
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Dict, List
 
 from mmengine.config import Config
 
 from ..config_files import config_path
-from ..fileio import remove_stale_temporaries
-from ..launch import DIE_WITH_PARENT_ENV, check_process_count, die_with_parent
-from ..leaderboard.collect import read_mmengine_work_dir
-from ..leaderboard.table import short_sha
-from ..leaderboard.summary import (TaskSummary, current_git_commit, read_summary, sha256_of,
-                                   summary_path, utc_now, write_summary)
-from .checkpoints import describe_checkpoint
+from ..families import MAE
+from ..results import (TaskSummary, current_git_commit, read_summary, short_sha, summary_path,
+                       utc_now, write_summary)
+from ..results.protocols import protocol_of_recipe, reduced_protocol
+from ..results.workdir import final_checkpoint_name, final_evaluation
+from .checkpoints import describe_checkpoint  # noqa: F401  (re-exported)
+from .dump import dump_config
+from .layout import (BenchmarkBusy, Staged, benchmark_lock, release_weights,  # noqa: F401
+                     run_name, stage_checkpoint, transfer_dir)
+from .processes import Launch, error_of, run_logged
 from .recipes import (DATA_DIRS, PRETRAIN_CONFIGS, REPO, TASK_DATA, adapt_backbone,
-                      adapt_heads, set_data_root, task_config)
-from .tiny import shrink_pretrain, shrink_transfer
+                      adapt_heads, disable_amp, set_data_root, task_config, uses_amp)
+from .tiny import SIZE, shrink_pretrain, shrink_transfer
 
-PROGRESS = re.compile(r'(Epoch|Iter)\((train|val|test)\)|mmengine - ERROR|Error|Traceback')
-LOCK_NAME = '.benchmark.lock'
-
-
-class BenchmarkBusy(RuntimeError):
-    """Another benchmark works in the same work directory."""
+EMBEDDED = dict(pretrain_iters=30, transfer_iters=10)
 
 
 class TaskMismatch(RuntimeError):
     """A task directory holds the results of another checkpoint."""
 
 
+class AmpNeedsCuda(ValueError):
+    """A recipe trains with mixed precision on a machine without CUDA."""
+
+
 @dataclass
-class Launch:
-    """How training processes start: ``'none'`` (one process), ``'pytorch'`` (torchrun with
-    ``gpus`` processes) or ``'slurm'`` (:mod:`mixedconv.slurm`: ``srun`` with ``gpus``
-    tasks on ``partition``)."""
-    launcher: str = 'none'
-    gpus: int = 1
-    partition: Optional[str] = None
+class BenchmarkRun:
+    """What a benchmark produced: one summary per (checkpoint, task), and the leaderboard
+    files (format -> path)."""
+    records: List[TaskSummary]
+    leaderboard: Dict[str, str]
 
-    def __post_init__(self):
-        if self.launcher not in ('none', 'pytorch', 'slurm'):
-            raise ValueError(f'unknown launcher {self.launcher!r}; valid: none, pytorch, slurm')
-        if self.launcher == 'slurm' and not self.partition:
-            raise ValueError('--launcher slurm needs --partition')
-        check_process_count(self.launcher, self.gpus)
-
-    def command(self, config, work_dir, resume, job_name='mixedconv'):
-        """The command line that trains ``config`` into ``work_dir``."""
-        extra = ['--resume'] if resume else []
-        if self.launcher == 'slurm':
-            return [sys.executable, '-m', 'mixedconv.slurm', self.partition, job_name, config,
-                    work_dir, *extra]
-        args = ['-m', 'mixedconv.train', config, '--work-dir', work_dir, *extra]
-        if self.launcher == 'pytorch':
-            return [sys.executable, '-m', 'torch.distributed.run',
-                    f'--nproc_per_node={self.gpus}', *args, '--launcher', 'pytorch']
-        return [sys.executable, *args]
-
-    def env(self):
-        env = dict(os.environ, PYTHON=sys.executable, **{DIE_WITH_PARENT_ENV: '1'})
-        if self.launcher == 'slurm':
-            env['GPUS'] = str(self.gpus)
-        return env
-
-
-def run_logged(cmd, log_path, label, env=None):
-    """Run ``cmd``, append its output to ``log_path`` and echo progress lines.
-
-    The child runs in its own process group, which is killed when the benchmark stops on
-    an exception or a signal, and it gets SIGKILL from the kernel if the benchmark is
-    killed outright. ``tools/train.py`` asks the same for its own children (torchrun's
-    workers), so no trainer outlives the benchmark.
-
-    Returns:
-        tuple[int, list[str]]: exit code and the last output lines.
-    """
-    tail = deque(maxlen=200)
-    with open(log_path, 'a') as log, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            cwd=REPO, start_new_session=True, preexec_fn=die_with_parent) as proc:
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                tail.append(line.rstrip())
-                if PROGRESS.search(line):
-                    print(f'[{label}] {line.rstrip()[-160:]}', flush=True)
-        except BaseException:
-            _kill_group(proc)
-            raise
-        return proc.wait(), list(tail)
-
-
-def _kill_group(proc, grace_s=10):
-    """SIGTERM the child's process group, SIGKILL what is left after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _error_of(tail):
-    """The reason a child failed, whole: our tools print ``error: ...`` (possibly several
-    lines) for user errors; otherwise the last exception of a traceback."""
-    starts = [i for i, line in enumerate(tail) if line.startswith('error: ')]
-    if not starts:
-        starts = [i for i, line in enumerate(tail) if line.startswith('Traceback')]
-        if starts:
-            lines = tail[starts[-1]:]
-            ends = [i for i, line in enumerate(lines)
-                    if re.match(r'[\w.]+(Error|Exception|Interrupt)\b', line)]
-            return '\n'.join(lines[ends[-1]:] if ends else lines[-3:])
-    if starts:
-        return '\n'.join(tail[starts[-1]:])
-    errors = [line for line in tail if re.search(r'Error|error:', line)]
-    return errors[-1] if errors else '\n'.join(tail[-3:])
+    @property
+    def unfinished(self):
+        return [r for r in self.records if r.status != 'done']
 
 
 def _last_checkpoint(work_dir):
@@ -159,74 +68,94 @@ def _last_checkpoint(work_dir):
         return f.read().strip() or None
 
 
-def build_task_config(info, task, data_root=None, embedded=False, transfer_iters=2):
+def build_task_config(info, task, data_root=None, reduced=False, transfer_iters=2,
+                      weights=None, amp=True):
     """The config of ``task`` for the checkpoint described by ``info``.
 
-    ``embedded`` shrinks it to the tiny sizes of the generated benchmark (the checkpoint must
-    then be a tiny one); otherwise the recipe runs at full size on the backbone arch of the
-    checkpoint, with datasets under ``data_root`` (mm layout) or the recipe's defaults.
+    ``reduced`` shrinks it to 64 px generated images and ``transfer_iters`` iterations with
+    narrow heads, keeping the checkpoint's arch, on the generated sets under ``data_root``;
+    otherwise the recipe runs at full size on the backbone arch of the checkpoint, with
+    datasets under ``data_root`` (mm layout) or the recipe's defaults. The backbone loads
+    ``weights`` (default: ``info.path``). ``amp=False`` trains in float32.
     """
     cfg = Config.fromfile(task_config(task, info.family))
     data_dir = osp.join(data_root, DATA_DIRS[TASK_DATA[task]]) if data_root else None
-    if embedded:
+    if reduced:
         if data_dir is None:
-            raise ValueError('the embedded benchmark needs the data_root of its generated data')
-        shrink_transfer(cfg, data_dir, iters=transfer_iters)
-        if cfg.model.backbone.arch != info.arch:
-            raise ValueError(f'{info.path} is not a checkpoint of the embedded benchmark\'s '
-                             'tiny encoders; run real checkpoints without --embedded')
+            raise ValueError('a reduced run needs the data_root of its generated data')
+        shrink_transfer(cfg, data_dir, iters=transfer_iters, arch=info.arch)
     else:
         adapt_backbone(cfg.model.backbone, info.arch)
         adapt_heads(cfg)
         if data_dir:
             set_data_root(cfg, data_dir)
-    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=osp.abspath(info.path))
+    if not amp:
+        disable_amp(cfg)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                       checkpoint=osp.abspath(weights or info.path))
     return cfg
 
 
-def run_task(info, task, work_dir, data_root=None, embedded=False, launch=Launch(),
-             transfer_iters=2):
-    """Train and evaluate ``task`` from checkpoint ``info``; returns its :class:`TaskSummary`."""
-    path = summary_path(work_dir, task)
+def task_protocol(task, family, reduced=False, transfer_iters=2, amp=True):
+    """The protocol a task's numbers are obtained with (:mod:`mixedconv.results.protocols`)."""
+    if reduced:
+        return reduced_protocol(SIZE, transfer_iters)
+    protocol = protocol_of_recipe(task_config(task, family))
+    if protocol and not amp:
+        protocol += ', float32 instead of the recipe\'s mixed precision'
+    return protocol
+
+
+def check_amp(cfg, launch, what):
+    """Refuse up front a recipe that trains with mixed precision where the processes run on
+    this machine and it has no CUDA (mmengine would stop after loading everything)."""
+    import torch
+    if uses_amp(cfg) and launch.local and not torch.cuda.is_available():
+        raise AmpNeedsCuda(
+            f'{what} trains with mixed precision (AmpOptimWrapper), which needs a CUDA '
+            'device, and this machine has none. Pass --no-amp to train in float32 (slower; '
+            'the numbers are then not the recipe\'s), run on a GPU machine, or leave out '
+            '--data-root to try the whole chain at a reduced size on generated data')
+
+
+def run_task(staged, task, data_root=None, reduced=False, launch=Launch(), transfer_iters=2,
+             amp=True):
+    """Train and evaluate ``task`` from the staged checkpoint ``staged``
+    (:func:`~.layout.stage_checkpoint`); returns its :class:`TaskSummary`."""
+    info = staged.info
+    path = summary_path(staged.run_dir, task)
     task_dir = osp.dirname(path)
-    label = f'{osp.basename(work_dir)}/{task}'
-    sha = sha256_of(info.path)
+    label = f'{osp.basename(staged.run_dir)}/{task}'
     if osp.isfile(path):
         previous = read_summary(path)
-        if previous.checkpoint_sha256 != sha:
+        if previous.checkpoint_sha256 != staged.sha256:
             raise TaskMismatch(
                 f'{task_dir} holds the {task} results of another checkpoint (sha256 '
                 f'{previous.checkpoint_sha256}, {previous.checkpoint}), not of {info.path} '
-                f'(sha256 {sha}); it is neither reused nor resumed. Use another --work-dir, '
-                'or delete that directory to rerun the task.')
+                f'(sha256 {staged.sha256}); it is neither reused nor resumed. Use another '
+                '--work-dir, or delete that directory to rerun the task.')
         if previous.status == 'done':
             print(f'[{label}] done before, not rerun: {previous.metrics}', flush=True)
             return previous
     os.makedirs(task_dir, exist_ok=True)
-    config = osp.join(task_dir, 'benchmark_config.py')
-    build_task_config(info, task, data_root, embedded, transfer_iters).dump(config)
+    cfg = build_task_config(info, task, data_root, reduced, transfer_iters, staged.weights, amp)
+    config = dump_config(cfg, osp.join(task_dir, 'benchmark_config.py'))
     record = TaskSummary(
         task=task, status='running', method=info.method, backbone=info.backbone_label,
-        pretrain_epochs=info.pretrain_epochs, checkpoint=osp.abspath(info.path),
-        checkpoint_sha256=sha, config=config, git_commit=current_git_commit(REPO),
-        started=utc_now())
+        pretrain_epochs=info.pretrain_epochs, pretrain_iters=info.pretrain_iters,
+        checkpoint=info.path, checkpoint_sha256=staged.sha256, config=config,
+        protocol=task_protocol(task, info.family, reduced, transfer_iters, amp),
+        reduced=reduced, git_commit=current_git_commit(REPO), started=utc_now())
     write_summary(path, record)
-    resume = _last_checkpoint(task_dir) is not None
-    print(f'[{label}] {"resuming" if resume else "starting"}: {config}', flush=True)
     start = time.time()
     try:
-        code, tail = run_logged(launch.command(config, task_dir, resume),
-                                osp.join(task_dir, 'train.log'), label, launch.env())
+        record = _train_and_evaluate(record, cfg, config, task_dir, label, launch)
     except KeyboardInterrupt:
         write_summary(path, replace(record, status='interrupted', error='interrupted',
                                     wall_time_s=time.time() - start, finished=utc_now()))
         raise
-    result = read_mmengine_work_dir(task_dir) if code == 0 else None
-    if result is not None:
-        record = replace(record, status='done', metrics=result.record.metrics)
-    else:
-        record = replace(record, status='failed', error=_error_of(tail) if code else
-                         'training finished without evaluation metrics')
+    finally:  # mmengine's Runner dumped its own text (braces unescaped) over it
+        dump_config(cfg, config)
     record = replace(record, wall_time_s=round(time.time() - start, 1), finished=utc_now())
     write_summary(path, record)
     print(f'[{label}] {record.status} in {record.wall_time_s:.0f} s: '
@@ -234,120 +163,127 @@ def run_task(info, task, work_dir, data_root=None, embedded=False, launch=Launch
     return record
 
 
-def pretrain(method, work_dir, data_root=None, embedded=False, launch=Launch(), iters=2):
+def _train_and_evaluate(record, cfg, config, task_dir, label, launch):
+    """Bring the task to its final evaluation: none to run when it was logged already; only
+    the evaluation when training finished (its final checkpoint is there); else training,
+    resumed from the last checkpoint if there is one. Returns the finished record."""
+    cfg_dict = cfg.to_dict()
+    final = final_checkpoint_name(cfg_dict.get('train_cfg'))
+    log = osp.join(task_dir, 'train.log')
+    evaluation = final_evaluation(task_dir, cfg_dict)
+    if evaluation is None or not evaluation.final:
+        last = _last_checkpoint(task_dir)
+        trained = last and osp.basename(last) == final and osp.isfile(last)
+        if not trained:
+            print(f'[{label}] {"resuming" if last else "starting"}: {config}', flush=True)
+            code, tail = run_logged(launch.command(config, task_dir, last is not None), log,
+                                    label, launch.env())
+            if code != 0:
+                return replace(record, status='failed', error=error_of(tail))
+            evaluation = final_evaluation(task_dir, cfg_dict)
+            last = _last_checkpoint(task_dir)
+        if (evaluation is None or not evaluation.final) and last and \
+                osp.basename(last) == final and osp.isfile(last):
+            evaluation = _evaluate(last, cfg, config, task_dir, label, launch, log)
+    if isinstance(evaluation, str):
+        return replace(record, status='failed', error=evaluation)
+    if evaluation is None or not evaluation.final:
+        return replace(record, status='failed', error='training finished without its final '
+                       f'evaluation, and no final checkpoint ({final}) to evaluate')
+    return replace(record, status='done', metrics=evaluation.metrics, error=None)
+
+
+def _evaluate(checkpoint, cfg, config, task_dir, label, launch, log):
+    """Evaluate the final checkpoint of a training run stopped before its evaluation; the
+    :class:`~mixedconv.results.workdir.Evaluation`, or the reason it could not run."""
+    cmd = launch.test_command(dump_config(cfg, config), task_dir, checkpoint)
+    if cmd is None:
+        return (f'training finished but stopped before its final evaluation; evaluate it with '
+                f'python -m mixedconv.test {config} {checkpoint} --work-dir {task_dir} '
+                '(under srun), then rerun the benchmark')
+    print(f'[{label}] training had finished; evaluating {checkpoint}', flush=True)
+    code, tail = run_logged(cmd, log, label, launch.env())
+    if code != 0:
+        return error_of(tail)
+    return final_evaluation(task_dir)
+
+
+def pretrain(method, work_dir, data_root=None, embedded=False, launch=Launch(), iters=2,
+             amp=True):
     """Pretrain ``method`` (a key of ``PRETRAIN_CONFIGS``); returns its last checkpoint.
 
     A finished run (its last checkpoint is the final one) is not run again.
     """
     work_dir = osp.abspath(work_dir)
-    cfg = Config.fromfile(config_path(PRETRAIN_CONFIGS[method]))
-    data_dir = osp.join(osp.abspath(data_root), DATA_DIRS['imagenet']) if data_root else None
-    if embedded:
-        shrink_pretrain(cfg, data_dir, iters=iters)
-    elif data_dir:
-        set_data_root(cfg, data_dir)
+    cfg = pretrain_config(method, data_root, embedded, iters, amp)
     run_dir = osp.join(work_dir, 'pretrain', method)
-    final = 'iter_{}.pth'.format(cfg.train_cfg['max_iters']) if 'max_iters' in cfg.train_cfg \
-        else 'epoch_{}.pth'.format(cfg.train_cfg['max_epochs'])
+    final = final_checkpoint_name(cfg.train_cfg)
     with benchmark_lock(work_dir):
         os.makedirs(run_dir, exist_ok=True)
         last = _last_checkpoint(run_dir)
         if last and osp.basename(last) == final and osp.isfile(last):
             print(f'[pretrain/{method}] done before, not rerun: {last}', flush=True)
             return last
-        config = osp.join(run_dir, 'benchmark_config.py')
-        cfg.dump(config)
-        code, tail = run_logged(launch.command(config, run_dir, resume=last is not None),
-                                osp.join(run_dir, 'train.log'), f'pretrain/{method}',
-                                launch.env())
+        config = dump_config(cfg, osp.join(run_dir, 'benchmark_config.py'))
+        try:
+            code, tail = run_logged(launch.command(config, run_dir, resume=last is not None),
+                                    osp.join(run_dir, 'train.log'), f'pretrain/{method}',
+                                    launch.env())
+        finally:  # mmengine's Runner dumped its own text (braces unescaped) over it
+            dump_config(cfg, config)
         last = _last_checkpoint(run_dir)
     if code != 0 or not last:
-        raise RuntimeError(f'pretraining {method} failed ({_error_of(tail)}); '
+        raise RuntimeError(f'pretraining {method} failed ({error_of(tail)}); '
                            f'log: {osp.join(run_dir, "train.log")}')
     return last
 
 
-def run_benchmark(checkpoints, tasks, work_dir, data_root=None, embedded=False,
-                  launch=Launch(), method=None, transfer_iters=2, arch=None):
+def pretrain_config(method, data_root=None, embedded=False, iters=2, amp=True):
+    """The pretraining config of ``method``: shrunk to the tiny preset on generated data
+    (``embedded``), else the full recipe with its datasets under ``data_root``."""
+    cfg = Config.fromfile(config_path(PRETRAIN_CONFIGS[method]))
+    data_dir = osp.join(osp.abspath(data_root), DATA_DIRS['imagenet']) if data_root else None
+    if embedded:
+        shrink_pretrain(cfg, data_dir, iters=iters)
+    elif data_dir:
+        set_data_root(cfg, data_dir)
+    if not amp:
+        disable_amp(cfg)
+    return cfg
+
+
+def run_benchmark(checkpoints, tasks, work_dir, data_root=None, reduced=False,
+                  launch=Launch(), method=None, transfer_iters=2, arch=None, amp=True):
     """Run every task for every checkpoint; returns the list of summaries. ``method`` and
-    ``arch`` state what the checkpoints are (see :func:`describe_checkpoint`)."""
+    ``arch`` state what the checkpoints are (see :func:`describe_checkpoint`). Checkpoints
+    with the same bytes (one file under several names) run once."""
     work_dir = osp.abspath(work_dir)
     data_root = data_root and osp.abspath(data_root)
-    infos = [describe_checkpoint(osp.abspath(path), method, arch) for path in checkpoints]
     records = []
     with benchmark_lock(work_dir):
-        for info in infos:
-            run_dir = osp.join(work_dir, 'transfer', run_name(info))
-            for task in tasks:
-                records.append(run_task(info, task, run_dir, data_root, embedded, launch,
-                                        transfer_iters))
+        staged = {}
+        for path in checkpoints:
+            one = stage_checkpoint(path, work_dir, method, arch)
+            if one.sha256 in staged:
+                print(f'{path} has the same bytes as {staged[one.sha256].info.path} (sha256 '
+                      f'{short_sha(one.sha256)}): benchmarked once', flush=True)
+                continue
+            staged[one.sha256] = one
+        if amp and not reduced:  # before any task runs
+            for family in {one.info.family for one in staged.values()}:
+                for task in tasks:
+                    check_amp(Config.fromfile(task_config(task, family)), launch,
+                              f'the {task} recipe')
+        for one in staged.values():
+            done = [run_task(one, task, data_root, reduced, launch, transfer_iters, amp)
+                    for task in tasks]
+            if all(record.status == 'done' for record in done):
+                release_weights(one)
+            records += done
     return records
 
 
-def run_name(info, sha256=None):
-    """``<method>_<backbone>_<file stem>-<short sha256>``: different files never share it."""
-    sha256 = sha256 or sha256_of(info.path)
-    stem = re.sub(r'[^\w.-]+', '-', osp.splitext(osp.basename(info.path))[0])
-    return f'{info.method.lower()}_{info.backbone_label.lower()}_{stem}-{short_sha(sha256)}'
-
-
-@contextlib.contextmanager
-def benchmark_lock(work_dir):
-    """Hold ``<work_dir>/.benchmark.lock`` for the benchmark's lifetime (re-entrant within
-    one process), and tidy what a killed run left: ``running`` summaries become
-    ``interrupted``, half-written checkpoint temporaries are removed.
-
-    Raises:
-        BenchmarkBusy: another live process holds the lock.
-    """
-    work_dir = osp.abspath(work_dir)
-    if work_dir in _HELD_LOCKS:
-        yield
-        return
-    os.makedirs(work_dir, exist_ok=True)
-    path = osp.join(work_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors='replace').strip() or 'unknown'
-            raise BenchmarkBusy(
-                f'another benchmark (pid {holder}) is running in {work_dir}; wait for it to '
-                'finish, or give this one another --work-dir') from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
-        _tidy_after_kill(work_dir)
-        _HELD_LOCKS.add(work_dir)
-        try:
-            yield
-        finally:
-            _HELD_LOCKS.discard(work_dir)
-    finally:
-        os.close(fd)
-
-
-_HELD_LOCKS = set()
-
-
-def _tidy_after_kill(work_dir):
-    for path in glob.glob(osp.join(work_dir, '**', 'summary.json'), recursive=True):
-        try:
-            record = read_summary(path)
-        except Exception:  # a malformed summary is reported where it is read
-            continue
-        if record.status == 'running':
-            write_summary(path, replace(record, status='interrupted', finished=utc_now(),
-                                        error='the benchmark was stopped before the task '
-                                              'finished'))
-    for removed in remove_stale_temporaries(work_dir):
-        print(f'removed a checkpoint temporary left by a killed run: {removed}', flush=True)
-
-
-EMBEDDED = dict(pretrain_iters=30, transfer_iters=10)
-
-
-def make_embedded_data(data_root):
+def make_generated_data(data_root):
     """The generated benchmark data in the mm layouts under ``data_root`` (made once)."""
     from ..data import make_ade20k, make_coco, make_image_folder
     done = osp.join(data_root, '.complete')
@@ -359,36 +295,49 @@ def make_embedded_data(data_root):
     return data_root
 
 
-def run_chain(methods, tasks, work_dir, data_root=None, launch=Launch(), baseline='MAE',
-              iters=EMBEDDED, with_records=False):
-    """Pretrain ``methods``, transfer each encoder to ``tasks``, write the leaderboard.
+def try_checkpoints(checkpoints, tasks, work_dir, launch=Launch(), method=None, arch=None,
+                    baseline=MAE.name, iters=EMBEDDED):
+    """Run ``checkpoints`` through the recipes at a reduced size on generated data (a CPU
+    check of the whole chain before GPU hours; see the module docstring) and write the
+    leaderboard; returns a :class:`BenchmarkRun`."""
+    work_dir = osp.abspath(work_dir)
+    with benchmark_lock(work_dir):
+        data_root = make_generated_data(osp.join(work_dir, 'data'))
+        records = run_benchmark(checkpoints, tasks, work_dir, data_root, True, launch, method,
+                                iters['transfer_iters'], arch)
+        return BenchmarkRun(records, write_leaderboard(records, work_dir, baseline))
+
+
+def run_chain(methods, tasks, work_dir, data_root=None, launch=Launch(),
+              baseline=MAE.name, iters=EMBEDDED, amp=True):
+    """Pretrain ``methods``, transfer each encoder to ``tasks``, write the leaderboard;
+    returns a :class:`BenchmarkRun`.
 
     Without ``data_root`` this is the embedded default benchmark: generated data in the real
     formats and tiny models trained for ``iters`` (pretrain_iters, transfer_iters), a few
     minutes on a CPU. With it, the real recipes run.
-
-    Returns:
-        dict[str, str]: leaderboard format -> file; with ``with_records``, also the list of
-        task summaries.
     """
     work_dir = osp.abspath(work_dir)
     embedded = data_root is None
     with benchmark_lock(work_dir):
         if embedded:
-            data_root = make_embedded_data(osp.join(work_dir, 'data'))
+            data_root = make_generated_data(osp.join(work_dir, 'data'))
+        else:
+            for method in methods:
+                check_amp(pretrain_config(method, data_root, amp=amp), launch,
+                          f'the {method} pretraining recipe')
         checkpoints = [pretrain(m, work_dir, data_root, embedded, launch,
-                                iters['pretrain_iters']) for m in methods]
+                                iters['pretrain_iters'], amp) for m in methods]
         records = run_benchmark(checkpoints, tasks, work_dir, data_root, embedded, launch,
-                                transfer_iters=iters['transfer_iters'])
-        files = write_leaderboard(records, work_dir, baseline)
-    return (files, records) if with_records else files
+                                transfer_iters=iters['transfer_iters'], amp=amp)
+        return BenchmarkRun(records, write_leaderboard(records, work_dir, baseline))
 
 
-def write_leaderboard(records, work_dir, baseline='MAE'):
+def write_leaderboard(records, work_dir, baseline=MAE.name):
     """The leaderboard of ``<work_dir>/transfer`` with deltas against the first row of the
     ``baseline`` method among ``records`` (none if it was not benchmarked)."""
     from ..leaderboard import make_leaderboard
     rows = [f'{r.method} {r.backbone} [{short_sha(r.checkpoint_sha256)}]' for r in records
             if r.method == baseline and r.checkpoint_sha256]
-    return make_leaderboard([osp.join(work_dir, 'transfer')], osp.join(work_dir, 'leaderboard'),
+    return make_leaderboard([transfer_dir(work_dir)], osp.join(work_dir, 'leaderboard'),
                             baseline=rows[0] if rows else None)

@@ -8,47 +8,43 @@ as a real run.
 import torch
 from mmengine.logging import print_log
 
-from ..families import FAMILIES
-from .recipes import adapt_backbone, adapt_heads, base_dataset, set_data_root
+from ..families import (FAMILIES, MAE, PLAINVIT, TINY_DECODER, method_of_model_type,
+                        mmpretrain_arch_of_plain)
+from .recipes import adapt_backbone, adapt_heads, base_dataset, disable_amp, set_data_root
 
 SIZE = 64  # image side, pixels (a 4x4 grid of 16-pixel patches)
-_VIT = FAMILIES['PlainViT'].tiny
 ARCHS = {
     **{name: dict(family.tiny) for name, family in FAMILIES.items()},
     # mmpretrain's MAE encoder, for the MAE baseline: PlainViT's tiny sizes, its names
-    'MAEViT': dict(embed_dims=_VIT['embed_dim'], num_layers=_VIT['depth'],
-                   num_heads=_VIT['num_heads'],
-                   feedforward_channels=int(_VIT['embed_dim'] * _VIT['mlp_ratio'])),
+    'MAEViT': mmpretrain_arch_of_plain(PLAINVIT.tiny),
 }
-DECODER = dict(embed_dim=32, depth=1, num_heads=2)
 HEAD_CHANNELS = 32
 COCO_CLASSES = ('rectangle', 'ellipse', 'triangle')
 # the first ADE20K classes: label values 1..4 of generated label maps keep their meaning
 ADE_CLASSES = ('wall', 'building', 'sky', 'floor')
 
 
-def _shrink_backbone(backbone):
+def _shrink_backbone(backbone, arch=None):
+    """64 px images; the tiny arch of the backbone's family, or ``arch`` (a checkpoint's,
+    which must load into it)."""
     kind = backbone['type']
     backbone['img_size'] = SIZE
-    if kind == 'MAEViT':
+    if kind not in FAMILIES:  # mmpretrain's MAE encoder
         backbone['arch'] = ARCHS[kind]
         return
-    adapt_backbone(backbone, ARCHS[kind])
+    arch = ARCHS[kind] if arch is None else arch
+    adapt_backbone(backbone, arch)
     if backbone.get('window_size'):  # a 4x4 grid: 2x2 windows, one global block
         backbone['window_size'] = 2
-        backbone['global_blocks'] = (FAMILIES[kind].depth(ARCHS[kind]) - 1, )
+        backbone['global_blocks'] = (FAMILIES[kind].depth(arch) - 1, )
     if 'pyramid_norm_cfg' in backbone:
         backbone['pyramid_norm_cfg'] = dict(type='BN')
 
 
 def no_amp_without_cuda(cfg):
     """AmpOptimWrapper needs an accelerator: on CPU train in float32 (and say so)."""
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+    if not torch.cuda.is_available() and disable_amp(cfg):
         print_log('no CUDA device: AmpOptimWrapper -> OptimWrapper (float32)', logger='current')
-        wrapper.type = 'OptimWrapper'
-        for key in ('dtype', 'loss_scale'):
-            wrapper.pop(key, None)
 
 
 def _loader(loader, batch_size):
@@ -61,13 +57,12 @@ def shrink_pretrain(cfg, data_root, iters=2, batch_size=8):
     model = cfg.model
     _shrink_backbone(model.backbone)
     if model.get('neck', {}).get('type') == 'ReconstructionDecoder':
-        model.neck.update(DECODER)
+        model.neck.update(TINY_DECODER)
         if 'in_dim' in model.neck:
-            model.neck.in_dim = ARCHS['PlainViT']['embed_dim']
-    elif model.type == 'MAE':  # mmpretrain's own MAE
-        width = ARCHS['MAEViT']['embed_dims']
-        model.neck.update(num_patches=(SIZE // 16) ** 2, embed_dim=width, decoder_embed_dim=32,
-                          decoder_depth=1, decoder_num_heads=2)
+            model.neck.in_dim = PLAINVIT.tiny['embed_dim']
+    elif method_of_model_type(model.type) is MAE:  # mmpretrain's own MAE
+        model.neck.update(num_patches=(SIZE // 16) ** 2, embed_dim=PLAINVIT.tiny['embed_dim'],
+                          **{f'decoder_{k}': v for k, v in TINY_DECODER.items()})
         model.head.update(norm_pix=True)
     if 'hc_hidden_dim' in model:
         model.update(hc_hidden_dim=32, hc_out_dim=16)
@@ -82,12 +77,12 @@ def shrink_pretrain(cfg, data_root, iters=2, batch_size=8):
     return cfg
 
 
-def shrink_transfer(cfg, data_root, iters=2, batch_size=2):
-    """A Mask R-CNN (mmdet) or UperNet (mmseg) transfer config: tiny backbone and heads,
-    64 px images from a generated dataset at ``data_root``, ``iters`` training iterations
-    followed by one evaluation."""
+def shrink_transfer(cfg, data_root, iters=2, batch_size=2, arch=None):
+    """A Mask R-CNN (mmdet) or UperNet (mmseg) transfer config: tiny backbone (or ``arch``,
+    the arch of the checkpoint it loads) and heads, 64 px images from a generated dataset at
+    ``data_root``, ``iters`` training iterations followed by one evaluation."""
     model = cfg.model
-    _shrink_backbone(model.backbone)
+    _shrink_backbone(model.backbone, arch)
     adapt_heads(cfg)
     if not torch.cuda.is_available():  # SyncBN runs on CUDA only (not on gloo/CPU)
         for value in cfg.values():
@@ -184,7 +179,8 @@ def _shrink_segmentation(cfg, data_root):
 
 def _common(cfg, iters):
     no_amp_without_cuda(cfg)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, iters // 5))
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, iters // 5),
+                                    log_metric_by_epoch=False)  # evaluations logged by iter
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
     cfg.log_processor = dict(cfg.get('log_processor') or {}, by_epoch=False)  # "Iter(train)"
     cfg.pop('auto_scale_lr', None)

@@ -3,38 +3,30 @@
 Two layouts are recognised while walking the given directories:
 
 * a directory holding ``summary.json`` (written by the benchmark runner, see
-  :mod:`.summary`): the record is read as is;
-* a plain mmengine work directory, i.e. one with ``<YYYYMMDD_HHMMSS>/`` run folders. mmengine's
-  ``LoggerHook`` appends every logged scalar dict as one JSON line to
-  ``<timestamp>/vis_data/scalars.json`` (validation lines carry the evaluator's metric keys and
-  ``step``), dumps test metrics to ``<timestamp>/<timestamp>.json`` and writes the text log
-  ``<timestamp>/<timestamp>.log``. The final evaluation (the last line with metrics, across run
-  folders in time order) becomes the result; the text log is read only when there are no JSON
-  logs. Method and backbone come from the config mmengine dumped for the run, read as data and
-  never executed (``model.backbone`` and its pretrained checkpoint's file name), else from
-  the directory name;
-  pretraining epochs from that checkpoint's name. All of them can be overridden.
+  :mod:`mixedconv.results.record`): the record is read as is;
+* a plain mmengine work directory, i.e. one with ``<YYYYMMDD_HHMMSS>/`` run folders: its final
+  evaluation (:func:`~mixedconv.results.workdir.final_evaluation`) becomes the result. Method
+  and backbone come from the config mmengine dumped for the run, read as data and never
+  executed (``model.backbone`` and its pretrained checkpoint's file name), else from the
+  directory name; pretraining epochs from that checkpoint's name. All of them can be
+  overridden. The checkpoint is identified by its sha256 when it is a checkpoint file on this
+  machine (:func:`~mixedconv.results.hashing.checkpoint_sha256`), so its rows join the
+  benchmark's rows of the same file.
 """
 import dataclasses
-import glob
-import json
 import os
 import os.path as osp
 import re
 import warnings
 from typing import Optional
 
-from ..config_data import ConfigTextError, read_config_file
-from ..families import SIZE_LETTERS, family_of_type, label_of_backbone_cfg
-from .metrics import COLUMNS, tasks_for_metrics
-from .summary import SUMMARY_NAME, SummaryError, TaskSummary, read_summary, sha256_of
-
-RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
-METRIC_KEYS = frozenset(c.metric for c in COLUMNS)
-NOT_METRICS = frozenset(('step', 'epoch', 'iter', 'lr', 'time', 'data_time', 'memory'))
-METHOD_TOKENS = (('convmae', 'ConvMAE'), ('mixedae', 'MixedAE'), ('ibot', 'iBOT'), ('mae', 'MAE'))
-LOG_EVAL_LINE = re.compile(r'(?:Epoch|Iter)\((?:val|test)\)')
-LOG_PAIR = re.compile(r'([\w/.-]+): (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)')
+from ..families import label_in_name, label_of_backbone_cfg
+from ..results import (SUMMARY_NAME, SummaryError, TaskSummary, checkpoint_sha256,
+                       infer_method, read_summary)
+from ..results.metrics import tasks_for_metrics
+from ..results.protocols import protocol_of_recipe
+from ..results.workdir import (RUN_DIR, cfg_get, dumped_config, final_evaluation,
+                               pretrained_checkpoint)
 
 
 @dataclasses.dataclass
@@ -111,130 +103,35 @@ def read_mmengine_work_dir(work_dir):
     to run (last evaluated epoch/iteration before ``max_epochs``/``max_iters``), then
     ``'interrupted'``.
     """
-    run_dirs = sorted(d for d in os.listdir(work_dir)
-                      if RUN_DIR.match(d) and osp.isdir(osp.join(work_dir, d)))
-    evals = [line for d in run_dirs for line in _eval_lines(osp.join(work_dir, d))]
-    if not evals:
+    config_path, cfg = dumped_config(work_dir)
+    evaluation = final_evaluation(work_dir, cfg)
+    if evaluation is None:
         warnings.warn(f'{work_dir}: no evaluation metrics logged yet; skipped')
         return None
-    final = evals[-1]
-    metrics = {k: float(v) for k, v in final.items()
-               if k not in NOT_METRICS and isinstance(v, (int, float))}
-    config_path, cfg = _load_dumped_config(work_dir)
-    names = ' '.join(filter(None, (_pretrained_path(cfg), config_path, osp.basename(work_dir))))
-    step = final.get('step')
-    target = _final_eval_step(cfg)
+    pretrained = pretrained_checkpoint(cfg)
+    names = ' '.join(filter(None, (pretrained, config_path, osp.basename(work_dir))))
     record = TaskSummary(
-        task=_infer_task(metrics, names, work_dir),
-        status='interrupted' if step is not None and target and step < target else 'done',
+        task=_infer_task(evaluation.metrics, names, work_dir),
+        status='done' if evaluation.final else 'interrupted',
         method=infer_method(names) or osp.basename(osp.normpath(work_dir)),
         backbone=_infer_backbone(cfg, osp.basename(work_dir)),
-        pretrain_epochs=_infer_pretrain_epochs(_pretrained_path(cfg)),
-        checkpoint=_pretrained_path(cfg),
-        checkpoint_sha256=_sha256_if_here(_pretrained_path(cfg)),
-        metrics=metrics,
-        config=config_path)
-    return Result(record, work_dir, step)
+        pretrain_epochs=_infer_pretrain_epochs(pretrained),
+        checkpoint=pretrained,
+        checkpoint_sha256=checkpoint_sha256(pretrained) if pretrained else None,
+        metrics=evaluation.metrics,
+        config=config_path,
+        protocol=_recipe_protocol(cfg, config_path))
+    return Result(record, work_dir, evaluation.step)
 
 
-def _sha256_if_here(path):
-    """The sha256 of the pretrained checkpoint when it is on this machine (so the row joins
-    the benchmark's rows of the same file), else None."""
-    return sha256_of(path) if path and osp.isfile(path) else None
-
-
-def _eval_lines(run_dir):
-    """Evaluation metric dicts of one run folder, in logged order."""
-    name = osp.basename(run_dir)
-    json_logs = [osp.join(run_dir, 'vis_data', 'scalars.json'), osp.join(run_dir, name + '.json')]
-    json_logs = [p for p in json_logs if osp.isfile(p)]
-    if json_logs:
-        lines = [entry for path in json_logs for entry in _read_json_lines(path)]
-    else:
-        lines = _read_text_log(osp.join(run_dir, name + '.log'))
-    return [line for line in lines if METRIC_KEYS & set(line)]
-
-
-def _read_json_lines(path):
-    """Dicts of a JSON-lines file (a single JSON object also works); a torn last line is
-    skipped, as a run killed while writing leaves one."""
-    with open(path) as f:
-        lines = [line for line in f if line.strip()]
-    entries = []
-    for i, line in enumerate(lines):
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i != len(lines) - 1:
-                raise SummaryError(f'{path}: line {i + 1} is not JSON')
-    return [e for e in entries if isinstance(e, dict)]
-
-
-def _read_text_log(path):
-    """Metric dicts from the ``Epoch(val)``/``Iter(val)``/``(test)`` lines of an mmengine
-    text log (``key: value`` pairs)."""
-    if not osp.isfile(path):
-        return []
-    with open(path, errors='replace') as f:
-        return [{k: float(v) for k, v in LOG_PAIR.findall(line)}
-                for line in f if LOG_EVAL_LINE.search(line)]
-
-
-def _load_dumped_config(work_dir):
-    """(path, dict) of the config mmengine dumped for ``work_dir``'s newest run, read as data
-    (:func:`~mixedconv.config_data.read_config_file`, never executed), or (None, None).
-
-    mmengine's visualizer backend writes it to ``<timestamp>/vis_data/config.py`` beside
-    ``scalars.json``, and the runner to ``<work_dir>/<config name>.py``. Other ``.py`` files
-    (helper scripts in a shared results folder) are not literal data and are passed over
-    with a warning; they are never run.
-    """
-    run_dirs = sorted((d for d in os.listdir(work_dir)
-                       if RUN_DIR.match(d) and osp.isdir(osp.join(work_dir, d))), reverse=True)
-    candidates = [osp.join(work_dir, d, 'vis_data', 'config.py') for d in run_dirs]
-    candidates += sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime, reverse=True)
-    for path in candidates:
-        if not osp.isfile(path):
-            continue
-        try:
-            cfg = read_config_file(path)
-        except ConfigTextError as err:
-            warnings.warn(f'{err}; not taken as the run\'s config')
-            continue
-        if isinstance(cfg.get('model'), dict):
-            return path, cfg
-    return None, None
-
-
-def _cfg_get(cfg, *keys):
-    """``cfg[k1][k2]...`` or None when any level is missing."""
-    for key in keys:
-        if not isinstance(cfg, dict) or key not in cfg:
-            return None
-        cfg = cfg[key]
-    return cfg
-
-
-def _pretrained_path(cfg):
-    """The backbone's ``init_cfg`` checkpoint (a dict or a list of init dicts)."""
-    init_cfg = _cfg_get(cfg, 'model', 'backbone', 'init_cfg')
-    for item in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
-        if isinstance(item, dict) and item.get('checkpoint'):
-            return str(item['checkpoint'])
+def _recipe_protocol(cfg, config_path):
+    """The protocol of a run of one of the shipped recipes, recognised by the config file
+    name mmengine dumped (``<work_dir>/<config name>.py``) or the config's ``filename``."""
+    for name in (config_path, cfg_get(cfg, 'filename')):
+        protocol = protocol_of_recipe(name) if isinstance(name, str) else None
+        if protocol:
+            return protocol
     return None
-
-
-def _final_eval_step(cfg):
-    """The ``step`` the last evaluation of a finished run logs, when the config tells.
-
-    mmengine logs validation metrics with ``step=epoch`` when ``LoggerHook.log_metric_by_epoch``
-    (the default) and ``step=iter`` otherwise; an epoch-based loop ends at ``max_epochs`` and an
-    iteration-based one at ``max_iters``.
-    """
-    by_epoch = _cfg_get(cfg, 'default_hooks', 'logger', 'log_metric_by_epoch')
-    by_epoch = True if by_epoch is None else by_epoch
-    train_cfg = _cfg_get(cfg, 'train_cfg') or {}
-    return train_cfg.get('max_epochs') if by_epoch else train_cfg.get('max_iters')
 
 
 def _infer_task(metrics, names, work_dir):
@@ -247,25 +144,14 @@ def _infer_task(metrics, names, work_dir):
     return tasks[0]
 
 
-def infer_method(names):
-    """Method named in file/dir names (longest token first: 'convmae' before 'mae')."""
-    lowered = names.lower()
-    return next((method for token, method in METHOD_TOKENS if token in lowered), None)
-
-
 def _infer_backbone(cfg, dir_name):
     """'ConvViT-B'-style label of ``model.backbone`` (:func:`~mixedconv.families.
-    label_of_backbone_cfg`), else the family and size named in the dir name."""
-    backbone = _cfg_get(cfg, 'model', 'backbone') or {}
+    label_of_backbone_cfg`), else the family and size the dir name spells."""
+    backbone = cfg_get(cfg, 'model', 'backbone') or {}
     label = label_of_backbone_cfg(backbone) if backbone else None
     if label:
         return label
-    fam = family_of_type(dir_name)
-    if fam is None:
-        return 'unknown'
-    match = re.search(r'vit[-_]?(tiny|small|base|large|huge|t|s|b|l|h)(?![a-z])',
-                      dir_name.lower())
-    return f'{fam.label}-{SIZE_LETTERS[match.group(1)]}' if match and not backbone else fam.label
+    return label_in_name(dir_name) or 'unknown'
 
 
 def _infer_pretrain_epochs(checkpoint):

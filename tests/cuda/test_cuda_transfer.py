@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 from cuda_runs import assert_bf16_amp, watch_layer_dtypes
 from mixedconv.benchmark.recipes import task_config
 from mixedconv.benchmark.tiny import shrink_transfer
-from mixedconv.leaderboard.metrics import COLUMNS, metric_in_range
+from mixedconv.results.metrics import COLUMNS, metric_in_range
 
 pytestmark = pytest.mark.cuda
 ITERS = 10

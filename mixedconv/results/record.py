@@ -6,23 +6,20 @@ reads it back. Metric keys are the mm evaluators' own (``coco/bbox_mAP`` in [0, 
 ``accuracy/top1`` in percent); conversion to percent happens only when rendering.
 """
 import dataclasses
-import hashlib
 import json
 import math
-import os
 import os.path as osp
 import re
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from typing import Dict, Optional
 
 from .metrics import METRIC_RANGES, TASKS, metric_in_range
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # version 1 lacks pretrain_iters, protocol and reduced
 SUMMARY_NAME = 'summary.json'
 STATUSES = ('done', 'failed', 'interrupted', 'running')
-SHORT_SHA = 12  # hex digits of a checkpoint's sha256 that name its runs and rows
 
 
 class SummaryError(ValueError):
@@ -34,13 +31,14 @@ class TaskSummary:
     """The result of one benchmark task on one pretrained checkpoint.
 
     Attributes:
-        task: One of :data:`~mixedconv.leaderboard.metrics.TASKS`.
+        task: One of :data:`~.metrics.TASKS`.
         status: One of :data:`STATUSES`.
         method: Pretraining method, e.g. ``'ConvMAE'``, ``'MixedAE'``, ``'MAE'``.
-        backbone: Encoder, e.g. ``'ConvViT-B'``, ``'ViT-B'``, ``'ConvViT-T'``.
+        backbone: Encoder, e.g. ``'ConvViT-B'``, ``'ViT-B'``, ``'ViT-tiny'``.
         pretrain_epochs: Pretraining epochs of the checkpoint, None if unknown.
         checkpoint: Path of the evaluated checkpoint.
-        checkpoint_sha256: Hex SHA-256 of the checkpoint file (see :func:`sha256_of`).
+        checkpoint_sha256: Hex SHA-256 of the bytes the task loaded (see
+            :func:`~.hashing.copy_and_hash`).
         metrics: Final evaluation metrics under the mm evaluator's keys.
         config: Path of the config the task ran with (or its text).
         git_commit: Commit of the toolkit that ran the task (see :func:`current_git_commit`).
@@ -48,6 +46,12 @@ class TaskSummary:
         started: ISO-8601 UTC start time (see :func:`utc_now`).
         finished: ISO-8601 UTC end time, None while running.
         error: Why the task failed or was interrupted, None otherwise.
+        pretrain_iters: Pretraining iterations of the checkpoint, for iteration-based
+            pretraining (the embedded benchmark's), None otherwise.
+        protocol: How the task ran: the recipe's detector or segmentor and schedule (see
+            :mod:`.protocols`), None when unknown.
+        reduced: The recipe ran at a reduced size on generated data (a check that the
+            chain runs, not a result comparable with published numbers).
         schema_version: Version of this record layout.
     """
     task: str
@@ -64,6 +68,9 @@ class TaskSummary:
     started: Optional[str] = None
     finished: Optional[str] = None
     error: Optional[str] = None
+    pretrain_iters: Optional[int] = None
+    protocol: Optional[str] = None
+    reduced: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -75,9 +82,14 @@ class TaskSummary:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise SummaryError(f'{name} must be a non-empty string, '
                                    f'got {getattr(self, name)!r}')
-        epochs = self.pretrain_epochs
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
-            raise SummaryError(f'pretrain_epochs must be an int or null, got {epochs!r}')
+        for name in ('pretrain_epochs', 'pretrain_iters'):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise SummaryError(f'{name} must be an int or null, got {value!r}')
+        if self.protocol is not None and not isinstance(self.protocol, str):
+            raise SummaryError(f'protocol must be a string or null, got {self.protocol!r}')
+        if not isinstance(self.reduced, bool):
+            raise SummaryError(f'reduced must be true or false, got {self.reduced!r}')
         if not isinstance(self.metrics, dict) or not all(
                 isinstance(k, str) and _is_number(v) for k, v in self.metrics.items()):
             raise SummaryError('metrics must map metric names to numbers, '
@@ -95,9 +107,10 @@ class TaskSummary:
             raise SummaryError(f'checkpoint_sha256 must be 64 hex digits, got {sha!r}')
         if self.wall_time_s is not None and not _is_number(self.wall_time_s):
             raise SummaryError(f'wall_time_s must be a number or null, got {self.wall_time_s!r}')
-        if self.schema_version != SCHEMA_VERSION:
-            raise SummaryError(f'schema_version {self.schema_version!r} is not the supported '
-                               f'{SCHEMA_VERSION}; read it with the mixedconv that wrote it')
+        if self.schema_version not in READABLE_SCHEMAS:
+            raise SummaryError(f'schema_version {self.schema_version!r} is not one of the '
+                               f'supported {READABLE_SCHEMAS}; read it with the mixedconv '
+                               'that wrote it')
 
     def to_dict(self):
         """A JSON-ready dict with every field."""
@@ -126,25 +139,13 @@ def _is_number(value):
 
 
 def write_summary(path, record):
-    """Write ``record`` (a :class:`TaskSummary`) to ``path`` as JSON, atomically.
-
-    The JSON goes to a temporary file in the same directory which then replaces ``path``, so a
-    reader sees either the old or the new record, never a partly written one.
-    """
-    path = osp.abspath(path)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.summary-', suffix='.tmp', dir=osp.dirname(path))
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(record.to_dict(), f, indent=2)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``record`` (a :class:`TaskSummary`) to ``path`` as JSON, atomically, with the
+    permissions of any new file (the umask's): a reader sees the old or the new record,
+    never a partly written one (:func:`~mixedconv.fileio.atomic_write`)."""
+    from ..fileio import atomic_write
+    text = json.dumps(dataclasses.replace(record, schema_version=SCHEMA_VERSION).to_dict(),
+                      indent=2) + '\n'
+    atomic_write(path, text.encode('utf-8'))
 
 
 def read_summary(path):
@@ -169,15 +170,6 @@ def read_summary(path):
 def summary_path(work_dir, task):
     """Where the benchmark keeps the summary of ``task``: ``<work_dir>/<task>/summary.json``."""
     return osp.join(work_dir, task, SUMMARY_NAME)
-
-
-def sha256_of(path, chunk_size=1 << 20):
-    """Hex SHA-256 digest of the file at ``path``, read in ``chunk_size`` byte chunks."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(chunk_size), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def current_git_commit(repo_dir=None):

@@ -1,4 +1,4 @@
-"""The benchmark tasks and the leaderboard's metric columns.
+"""The benchmark tasks and the metric columns of their results.
 
 Each column reads one metric of one task, under the key the OpenMMLab evaluator logs it with,
 and states the factor that brings it to percent: mmdet's ``CocoMetric`` reports mAP in [0, 1],
