@@ -203,7 +203,8 @@ def build_runner(cfg):
     keeps from handing stored config text to ``Config.fromstring``
     (:func:`~mixedconv.config_data.guard_checkpoint_configs`), and each dataloader it builds
     is checked before the first iteration
-    (:func:`~mixedconv.data.checks.checked_dataloader_builder`)."""
+    (:func:`~mixedconv.data.checks.checked_dataloader_builder`). A ``Runner`` loads
+    ``load_from`` whole (:func:`whole_model_loader`)."""
     from mixedconv import register_all_modules
     register_all_modules()  # components, the safe checkpoint loader
     from mmengine.registry import RUNNERS
@@ -213,7 +214,33 @@ def build_runner(cfg):
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if hasattr(runner, 'build_dataloader'):
         runner.build_dataloader = checked_dataloader_builder(runner.build_dataloader, cfg)
+    if type(runner).load_checkpoint is Runner.load_checkpoint:
+        runner.load_checkpoint = whole_model_loader(runner)
     return runner
+
+
+def whole_model_loader(runner):
+    """``runner.load_checkpoint`` (which loads ``load_from``) that loads the file whole:
+    a detectron2 or mmseg 0.x release or an mm checkpoint is converted to the model's names
+    (:func:`mixedconv.checkpoint.load_whole_checkpoint`), and a tensor left at init, a file
+    tensor with no place or one of another shape is a ``CheckpointError`` naming them, where
+    mmengine's non-strict load only logs. The file is read by mmengine's reader (any scheme,
+    weights-only, stored config texts removed) and ``after_load_checkpoint`` hooks see it as
+    they do in mmengine."""
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from .checkpoint import load_whole_checkpoint
+
+    def load_checkpoint(filename, map_location='cpu', strict=False, revise_keys=None):
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        load_whole_checkpoint(model, checkpoint, filename, logger=runner.logger)
+        runner._has_loaded = True
+        runner.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    return load_checkpoint
 
 
 def die_with_parent():

@@ -8,6 +8,8 @@ tensors to our backbones, load them with a report, export and convert them.
 * :mod:`.report`: what a load or conversion did.
 * :mod:`.load`: pretrained backbone loads that refuse what does not fit.
 * :mod:`.convert`: conversion to our names, and encoder export.
+* :mod:`.whole`: whole released detectors and segmentors (detectron2, mmseg 0.x, ours),
+  loaded into our recipe models with every tensor accounted for.
 """
 from .convert import (Conversion, backbone_for, convert_checkpoint, convert_state_dict,
                       export_encoder)
@@ -18,9 +20,12 @@ from .recognise import (Encoder, describe_layout, encoder_family, find_encoder,
 from .report import LoadReport, compare_state_dict
 from .safe_load import allow_list, install_safe_loader, safe_globals, safe_load
 from .sources import SOURCES, Source
+from .whole import (WHOLE_SOURCES, WholeLoadReport, WholeSource, convert_whole, load_whole,
+                    load_whole_checkpoint)
 
 __all__ = ['CheckpointError', 'CheckpointRefused', 'safe_load', 'allow_list', 'safe_globals',
            'install_safe_loader', 'describe_layout', 'unwrap_state_dict', 'encoder_family',
            'find_encoder', 'Encoder', 'Source', 'SOURCES', 'LoadReport', 'compare_state_dict',
            'load_pretrained', 'Conversion', 'backbone_for', 'convert_state_dict',
-           'convert_checkpoint', 'export_encoder']
+           'convert_checkpoint', 'export_encoder', 'WholeSource', 'WHOLE_SOURCES',
+           'WholeLoadReport', 'convert_whole', 'load_whole', 'load_whole_checkpoint']
