@@ -4,6 +4,12 @@ backbone names, and say what matched, what was renamed and what was dropped.
     python tools/convert_checkpoint.py mae_pretrain_vit_base.pth vit-base_mae.pth
     python tools/convert_checkpoint.py model_final.pth convmae-det.pth --arch ConvViT
 
+With ``--whole CONFIG`` the whole released detector or segmentor (detectron2 Mask R-CNN,
+mmseg 0.x UperNet) is converted into the model CONFIG builds, every tensor accounted for:
+
+    python tools/convert_checkpoint.py --whole mixedconv::mae/mask-rcnn_vit-base-p16_sfp_16xb4-amp-lsj-1024-100e_coco.py \
+        model_final_61ccd1.pkl mask-rcnn_vit-base_vitdet.pth
+
 Accepted layouts and what is kept: docs/checkpoints.md. The file is read weights-only (a
 pickle that would run code is refused). User errors print one ``error: ...`` line and exit
 with code 2.
@@ -28,13 +34,49 @@ def parse_args(argv=None):
     p.add_argument('--keep-extra', action='store_true',
                    help="keep the tensors outside the backbone (decoders, heads, necks) under "
                    "'extra', with their names in SRC (default: dropped)")
+    p.add_argument('--whole', metavar='CONFIG',
+                   help='convert the whole model (backbone, neck, heads) into the model this '
+                   'mmdet / mmseg config builds (a path or mixedconv::<dir>/<file>.py)')
     p.add_argument('--full', action='store_true', help='list every name in the report')
     return p.parse_args(argv)
 
 
+def build_model(config):
+    """The model of an mm config, on CPU, without its pretrained weights."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mixedconv import register_all_modules
+    from mixedconv.config_files import config_path, register_config_scope
+    from mixedconv.registry import MODELS
+    register_all_modules()
+    register_config_scope()
+    path = config_path(config)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(path)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    cfg.model.get('backbone', {}).pop('init_cfg', None)  # the whole file gives every weight
+    return MODELS.build(cfg.model)
+
+
+def convert_whole(args):
+    from mixedconv.checkpoint import convert_whole_checkpoint
+    report = convert_whole_checkpoint(args.src, args.dst, build_model(args.whole))
+    print(report.summary(limit=0 if args.full else 8))
+    print(f"wrote {args.dst}: {report.loaded} tensors under 'state_dict'")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.whole and (args.arch or args.prefix or args.keep_extra):
+        print('error: --whole converts the model CONFIG builds; --arch, --prefix and '
+              '--keep-extra are for backbone conversions', file=sys.stderr)
+        return 2
     try:
+        if args.whole:
+            return convert_whole(args)
         conversion = convert_checkpoint(args.src, args.dst, arch=args.arch, prefix=args.prefix,
                                         keep_extra=args.keep_extra)
     except (FileNotFoundError, IsADirectoryError, CheckpointError, ValueError) as err:

@@ -20,12 +20,13 @@ from .recognise import (Encoder, describe_layout, encoder_family, find_encoder,
 from .report import LoadReport, compare_state_dict
 from .safe_load import allow_list, install_safe_loader, safe_globals, safe_load
 from .sources import SOURCES, Source
-from .whole import (WHOLE_SOURCES, WholeLoadReport, WholeSource, convert_whole, load_whole,
-                    load_whole_checkpoint)
+from .whole import (WHOLE_SOURCES, WholeLoadReport, WholeSource, convert_whole,
+                    convert_whole_checkpoint, load_whole, load_whole_checkpoint)
 
 __all__ = ['CheckpointError', 'CheckpointRefused', 'safe_load', 'allow_list', 'safe_globals',
            'install_safe_loader', 'describe_layout', 'unwrap_state_dict', 'encoder_family',
            'find_encoder', 'Encoder', 'Source', 'SOURCES', 'LoadReport', 'compare_state_dict',
            'load_pretrained', 'Conversion', 'backbone_for', 'convert_state_dict',
            'convert_checkpoint', 'export_encoder', 'WholeSource', 'WHOLE_SOURCES',
-           'WholeLoadReport', 'convert_whole', 'load_whole', 'load_whole_checkpoint']
+           'WholeLoadReport', 'convert_whole', 'convert_whole_checkpoint', 'load_whole',
+           'load_whole_checkpoint']

@@ -355,5 +355,30 @@ def load_whole_checkpoint(model, checkpoint, source='checkpoint', logger='curren
     return report
 
 
+def convert_whole_checkpoint(src, dst, model):
+    """Load ``src`` whole into ``model`` (:func:`load_whole`) and write the model's state
+    dict as mmengine writes a checkpoint (``{'meta': ..., 'state_dict': ...}``) to ``dst``,
+    atomically; ``python -m mixedconv.test`` and ``load_from`` then read it under its own
+    names.
+
+    Returns:
+        WholeLoadReport
+    """
+    import io
+
+    import torch
+
+    from ..fileio import atomic_write
+    from .convert import _check_not_the_source
+    _check_not_the_source(src, dst)
+    report = load_whole(model, src, logger='silent')
+    buffer = io.BytesIO()
+    torch.save({'meta': dict(converted_from=str(src), layout=report.layout),
+                'state_dict': model.state_dict()}, buffer)
+    atomic_write(dst, buffer.getvalue())
+    return report
+
+
 __all__ = ['WholeSource', 'WHOLE_SOURCES', 'WholeConversion', 'WholeLoadReport',
-           'convert_whole', 'load_whole', 'load_whole_checkpoint']
+           'convert_whole', 'convert_whole_checkpoint', 'load_whole',
+           'load_whole_checkpoint']

@@ -130,7 +130,7 @@ def model_config(workload, settings):
     from mmengine.config import Config
 
     from ..benchmark.recipes import adapt_backbone
-    from ..benchmark.tiny import ARCHS, shrink_pretrain, sync_bn_to_bn
+    from ..benchmark.tiny import ARCHS, shrink_pretrain, shrink_windows, sync_bn_to_bn
     cfg = Config.fromfile(config_path(workload.config))
     if workload.kind == 'pretrain':
         if settings.arch == 'tiny':
@@ -147,7 +147,7 @@ def model_config(workload, settings):
     backbone.pop('init_cfg', None)
     backbone.img_size = workload.image_side(settings)
     if settings.arch == 'tiny':
-        adapt_backbone(backbone, ARCHS[backbone.type])
+        shrink_windows(adapt_backbone(backbone, ARCHS[backbone.type]))
     if settings.device == 'cpu':
         sync_bn_to_bn(backbone)
     return backbone
