@@ -7,7 +7,7 @@ every component buildable with a plain ``type='ConvViT'`` from all three librari
 not to clash with any class of those libraries (checked in tests/test_registry.py).
 """
 from mmengine.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS,
-                               PARAM_SCHEDULERS, TRANSFORMS)
+                               PARAM_SCHEDULERS, TASK_UTILS, TRANSFORMS)
 
 __all__ = ['MODELS', 'OPTIMIZERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'HOOKS',
-           'TRANSFORMS']
+           'TRANSFORMS', 'TASK_UTILS']

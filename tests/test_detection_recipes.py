@@ -6,6 +6,9 @@ Restated from the official code:
   uint8 image goes through ``PIL.Image.resize(..., Image.BILINEAR)``, which antialiases when
   downscaling; the test size is ``ResizeShortestEdge.get_output_shape``
   (``augmentation_impl.py``);
+* box decoding (``detectron2/modeling/box_regression.py`` ``Box2BoxTransform.apply_deltas``):
+  widths ``x1 - x0``, centres ``x0 + w / 2``, deltas divided by the weights, ``dw, dh`` clamped
+  from above only at ``log(1000 / 16)``;
 * test-time boxes (``detectron2/modeling/postprocessing.py`` ``detector_postprocess``; the
   ConvMAE FPN recipe's ``lsj_postprocess``: Alpha-VL/ConvMAE
   ``DET/models/modeling/postprocessing.py``): scaled from the input image size to the original
@@ -32,7 +35,8 @@ from mixedconv.benchmark.tiny import shrink_transfer
 from mixedconv.data import make_coco
 
 register_all_modules()
-import mixedconv.models.mask_head  # noqa: E402,F401  (imported by the Mask R-CNN recipes)
+import mixedconv.models.box_coder  # noqa: E402,F401  (imported by the Mask R-CNN recipes)
+import mixedconv.models.mask_head  # noqa: E402,F401
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # config -> the official test-time box scale: 'max' for lsj_postprocess, else per axis
@@ -66,6 +70,19 @@ def d2_postprocess(boxes, img_shape, ori_shape, use_max):
     boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=ori_h)
     kept = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
     return boxes[kept], kept
+
+
+def d2_apply_deltas(deltas, boxes, weights):
+    """Box2BoxTransform(weights).apply_deltas for (n, 4) deltas and boxes."""
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    ctr_x, ctr_y = boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = weights
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw = (deltas[:, 2] / ww).clamp(max=np.log(1000. / 16))
+    dh = (deltas[:, 3] / wh).clamp(max=np.log(1000. / 16))
+    x, y = dx * widths + ctr_x, dy * heights + ctr_y
+    w, h = dw.exp() * widths, dh.exp() * heights
+    return torch.stack([x - 0.5 * w, y - 0.5 * h, x + 0.5 * w, y + 0.5 * h], 1)
 
 
 def pipeline_step(cfg, pipeline, kind):
@@ -201,3 +218,38 @@ def test_empty_boxes_are_dropped_with_their_predictions():
     # (the unclipped box x 80..140, y 30..105 would put it at x 110, y 67)
     assert out.masks[1, 32:61, 82:102].all()
     assert not out.masks[1, :, 106:].any() and not out.masks[1, 66:].any()
+
+
+# box deltas: ordinary ones, and log-scales beyond +-log(1000 / 16) = 4.135 (times the weight)
+DELTAS = torch.tensor([[0.3, -0.2, 0.5, -0.4], [0.1, 0.1, -6.0, -9.0], [-0.1, 0.2, 7.0, -30.0]])
+BOXES = torch.tensor([[10., 20., 110., 70.], [200., 100., 600., 500.], [5., 5., 45., 905.]])
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+@pytest.mark.parametrize('head', ['rpn', 'rcnn'])
+def test_box_deltas_are_decoded_as_detectron2s(name, head):
+    """The recipe's RPN and box-head coders decode as detectron2's Box2BoxTransform with the
+    official weights (RPN 1, 1, 1, 1; box head 10, 10, 5, 5): a box shrunk by more than
+    62.5x keeps its predicted size (mmdet's DeltaXYWHBBoxCoder widens it to 16/1000)."""
+    from mmdet.registry import TASK_UTILS
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', name)).model
+    coder_cfg = cfg.rpn_head.bbox_coder if head == 'rpn' else cfg.roi_head.bbox_head.bbox_coder
+    coder = TASK_UTILS.build(coder_cfg)
+    weights = (1., 1., 1., 1.) if head == 'rpn' else (10., 10., 5., 5.)
+    deltas = DELTAS * torch.tensor(weights)
+    expected = d2_apply_deltas(deltas, BOXES, weights)
+    got = coder.decode(BOXES, deltas, max_shape=None)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-4)
+    assert (got[1, 2] - got[1, 0]) < 400 * 16 / 1000  # narrower than mmdet's floor
+
+
+def test_box_coder_clamps_below_on_request():
+    """clamp_below=True is mmdet's coder; the centre clamp of YOLOF is refused."""
+    from mmdet.registry import TASK_UTILS
+    init_default_scope('mmdet')
+    ours = TASK_UTILS.build(dict(type='UpperClampedDeltaXYWHBBoxCoder', clamp_below=True))
+    mmdet = TASK_UTILS.build(dict(type='DeltaXYWHBBoxCoder'))
+    torch.testing.assert_close(ours.decode(BOXES, DELTAS), mmdet.decode(BOXES, DELTAS))
+    with pytest.raises(ValueError, match='centre clamp'):
+        TASK_UTILS.build(dict(type='UpperClampedDeltaXYWHBBoxCoder', add_ctr_clamp=True))

@@ -23,6 +23,9 @@ def recipe_rows():
         if match:
             current = sections.setdefault(match.group(1), [])
             continue
+        if line.startswith('## '):  # a section that is not a config's (parity notes)
+            current = None
+            continue
         if current is None or not line.startswith('| ') or line.startswith('| setting'):
             continue
         cells = [c.strip() for c in line.strip().strip('|').split(' | ')]

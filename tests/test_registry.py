@@ -4,10 +4,11 @@ import importlib
 import pytest
 from mmengine.registry import DefaultScope
 
+import mixedconv.models.box_coder  # noqa: F401  (imported by the Mask R-CNN recipes)
 import mixedconv.models.mask_head  # noqa: F401  (imported by the Mask R-CNN recipes)
 import mixedconv.models.roi_extractor  # noqa: F401  (imported by the Mask R-CNN recipes)
 from mixedconv.registry import (HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS,
-                                PARAM_SCHEDULERS, TRANSFORMS)
+                                PARAM_SCHEDULERS, TASK_UTILS, TRANSFORMS)
 
 LIBS = {'mmpretrain': 'mmpretrain.utils', 'mmdet': 'mmdet.utils', 'mmseg': 'mmseg.utils'}
 
@@ -28,6 +29,7 @@ def test_components_registered():
     assert {'FiniteLossHook', 'RNGStateHook', 'Fp16CompressionHook'} <= set(ours(HOOKS))
     assert 'WarmupCosineLR' in ours(PARAM_SCHEDULERS)
     assert 'CheckedLoadImageFromFile' in ours(TRANSFORMS)
+    assert 'UpperClampedDeltaXYWHBBoxCoder' in ours(TASK_UTILS)
 
 
 @pytest.mark.parametrize('lib', sorted(LIBS))
@@ -38,7 +40,8 @@ def test_no_name_clash_and_buildable(lib):
                         (OPTIM_WRAPPER_CONSTRUCTORS, registry_mod.OPTIM_WRAPPER_CONSTRUCTORS),
                         (OPTIMIZERS, registry_mod.OPTIMIZERS),
                         (HOOKS, registry_mod.HOOKS), (TRANSFORMS, registry_mod.TRANSFORMS),
-                        (PARAM_SCHEDULERS, registry_mod.PARAM_SCHEDULERS)):
+                        (PARAM_SCHEDULERS, registry_mod.PARAM_SCHEDULERS),
+                        (TASK_UTILS, registry_mod.TASK_UTILS)):
         for name in ours(root):
             assert name not in child.module_dict, f'{name} clashes with {lib}'
             with DefaultScope.overwrite_default_scope(lib):

@@ -10,6 +10,8 @@
 #   ViTDet square pad; the official FPN backbone needs exactly 1024x1024); the predicted boxes
 #   are scaled to the original image, clipped to it and the empty ones dropped, the masks
 #   pasted into the clipped boxes (detectron2's detector_postprocess: ClippedFCNMaskHead);
+# - box deltas decoded with dw, dh clamped from above only (detectron2's Box2BoxTransform;
+#   mmdet also clamps them from below);
 # - RPN assigner without a low-IoU floor and RoI assigner without low-quality matches;
 # - RoI pooling in float32 with float32 boxes under AMP, as detectron2's ROIPooler (mmcv 2.1's
 #   RoIAlign has no bfloat16 kernel, and bfloat16 boxes are off by up to 2 px near 1024);
@@ -24,16 +26,19 @@ _base_ = [
     'mmdet::common/lsj-100e_coco-instance.py',
 ]
 custom_imports = dict(
-    imports=['mixedconv', 'mixedconv.models.roi_extractor', 'mixedconv.models.mask_head'],
+    imports=['mixedconv', 'mixedconv.models.roi_extractor', 'mixedconv.models.mask_head',
+             'mixedconv.models.box_coder'],
     allow_failed_imports=False)
 
 image_size = (1024, 1024)
+box_coder = dict(type='UpperClampedDeltaXYWHBBoxCoder')
 model = dict(
     data_preprocessor=dict(
         pad_size_divisor=1024,
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
-    rpn_head=dict(anchor_generator=dict(center_offset=0.0)),
+    rpn_head=dict(anchor_generator=dict(center_offset=0.0), bbox_coder=box_coder),
     roi_head=dict(
+        bbox_head=dict(bbox_coder=box_coder),
         bbox_roi_extractor=dict(type='Float32SingleRoIExtractor'),
         mask_roi_extractor=dict(type='Float32SingleRoIExtractor'),
         mask_head=dict(type='ClippedFCNMaskHead', box_rescale='per_axis')),
