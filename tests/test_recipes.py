@@ -16,15 +16,13 @@ _ABSENT = object()
 
 
 def recipe_rows():
-    """{config path: [(setting, key, official)]} of every section."""
+    """{config path: [(setting, key, official)]} of every config's section (sections headed
+    by something other than a config path are not recipe tables)."""
     sections, current = {}, None
     for line in open(TABLE).read().splitlines():
-        match = re.match(r'^## (\S+\.py)', line)
-        if match:
-            current = sections.setdefault(match.group(1), [])
-            continue
-        if line.startswith('## '):  # a section that is not a config's (parity notes)
-            current = None
+        if line.startswith('## '):  # a section that is not a config's ends the table
+            match = re.match(r'^## (\S+\.py)', line)
+            current = sections.setdefault(match.group(1), []) if match else None
             continue
         if current is None or not line.startswith('| ') or line.startswith('| setting'):
             continue
