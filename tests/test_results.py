@@ -60,18 +60,19 @@ def test_summary_has_the_mode_of_every_other_file(tmp_path):
 
 
 def test_summaries_of_the_first_layout_still_read(tmp_path):
-    """Version-1 summaries (no pretrain_iters, protocol, reduced) read with defaults."""
+    """Version-1 summaries (no pretrain_iters, protocol, reduced, released) read with defaults."""
     data = make_record().to_dict()
-    for key in ('pretrain_iters', 'protocol', 'reduced'):
+    for key in ('pretrain_iters', 'protocol', 'reduced', 'released'):
         data.pop(key)
     data['schema_version'] = 1
     path = tmp_path / 'summary.json'
     path.write_text(json.dumps(data))
     record = read_summary(str(path))
-    assert (record.pretrain_iters, record.protocol, record.reduced) == (None, None, False)
-    data['schema_version'] = 3
+    assert (record.pretrain_iters, record.protocol, record.reduced, record.released) == \
+        (None, None, False, False)
+    data['schema_version'] = 4
     path.write_text(json.dumps(data))
-    with pytest.raises(SummaryError, match='schema_version 3 is not one of the supported'):
+    with pytest.raises(SummaryError, match='schema_version 4 is not one of the supported'):
         read_summary(str(path))
 
 

@@ -15,6 +15,14 @@ default benchmark (generated data, tiny models, minutes on a CPU):
 
     python tools/benchmark.py --pretrain convmae,mixedae,mae [--data-root data]
 
+Or evaluate released fine-tuned detectors and segmentors as they are (a detectron2 Mask
+R-CNN model_final.pth, an mmseg 0.x UperNet): each is evaluated with the test loop of the
+recipe of --tasks it loads into whole (or --config), and its leaderboard row is marked
+"released weights, evaluated here", beside the published number, never compared with models
+trained here:
+
+    python tools/benchmark.py --finetuned model_final.pth [--data-root data] [--method MAE]
+
 Each task trains and evaluates in its own process; results go to
 <work-dir>/transfer/<run>/<task>/summary.json and the leaderboard to <work-dir>/leaderboard/.
 Finished tasks are not rerun; failed or interrupted ones resume. The exit code is 0 only
@@ -31,6 +39,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mixedconv.benchmark import PRETRAIN_CONFIGS, TASK_CONFIGS, Launch  # noqa: E402
 from mixedconv.benchmark.checkpoints import CheckpointError, parse_arch  # noqa: E402
 from mixedconv.benchmark.recipes import parse_names  # noqa: E402
+from mixedconv.benchmark.released import evaluate_released  # noqa: E402
 from mixedconv.benchmark.runner import (EMBEDDED, BenchmarkBusy, BenchmarkRun,  # noqa: E402
                                         TaskMismatch, run_benchmark, run_chain,
                                         try_checkpoints, write_leaderboard)
@@ -61,12 +70,22 @@ def parse_args(argv=None):
     p.add_argument('--launcher', default='none', choices=['none', 'pytorch', 'slurm'])
     p.add_argument('--gpus', type=int, default=1, help='processes per task (pytorch, slurm)')
     p.add_argument('--partition', help='Slurm partition')
+    p.add_argument('--finetuned', nargs='+', metavar='FILE',
+                   help='released fine-tuned detectors / segmentors to evaluate as they are')
+    p.add_argument('--config', help='with --finetuned: the recipe to evaluate with (a path or '
+                   'mixedconv::<dir>/<file>.py) instead of the --tasks recipe the file fits')
     p.add_argument('--no-amp', action='store_true',
                    help='train in float32 where a recipe uses mixed precision (for a machine '
                    'without CUDA; the numbers are then not the recipe\'s)')
     args = p.parse_args(argv)
-    if not args.checkpoints and not args.pretrain:
-        p.error('give checkpoints to evaluate, or --pretrain METHODS')
+    if args.finetuned and (args.checkpoints or args.pretrain):
+        p.error('--finetuned evaluates released models; run pretrained checkpoints and '
+                '--pretrain in another call with the same --work-dir (one leaderboard shows '
+                'both)')
+    if args.config and not args.finetuned:
+        p.error('--config goes with --finetuned')
+    if not args.checkpoints and not args.pretrain and not args.finetuned:
+        p.error('give checkpoints to evaluate, --pretrain METHODS or --finetuned FILES')
     return args
 
 
@@ -97,7 +116,7 @@ def main(argv=None):
     launch = Launch(args.launcher, args.gpus, args.partition)
     if args.arch:
         parse_arch(args.arch)
-    for path in args.checkpoints:
+    for path in args.checkpoints + (args.finetuned or []):
         if osp.isdir(path):
             raise IsADirectoryError(f'checkpoint {path} is a folder; give the checkpoint file '
                                     '(.pth) in it')
@@ -109,6 +128,11 @@ def main(argv=None):
     amp = not args.no_amp
     records = []
     try:
+        if args.finetuned:
+            records = evaluate_released(args.finetuned, tasks, args.work_dir, args.data_root,
+                                        launch, args.method, args.config)
+            run = BenchmarkRun(records, write_leaderboard(records, args.work_dir,
+                                                          args.baseline))
         if methods:
             run = run_chain(methods, tasks, args.work_dir, args.data_root, launch,
                             args.baseline, amp=amp)

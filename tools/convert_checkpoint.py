@@ -41,28 +41,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_model(config):
-    """The model of an mm config, on CPU, without its pretrained weights."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    from mixedconv import register_all_modules
-    from mixedconv.config_files import config_path, register_config_scope
-    from mixedconv.registry import MODELS
-    register_all_modules()
-    register_config_scope()
-    path = config_path(config)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file not found: {config}')
-    cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    cfg.model.get('backbone', {}).pop('init_cfg', None)  # the whole file gives every weight
-    return MODELS.build(cfg.model)
-
-
 def convert_whole(args):
+    from mixedconv.benchmark.released import build_recipe_model
     from mixedconv.checkpoint import convert_whole_checkpoint
-    report = convert_whole_checkpoint(args.src, args.dst, build_model(args.whole))
+    report = convert_whole_checkpoint(args.src, args.dst, build_recipe_model(args.whole)[1])
     print(report.summary(limit=0 if args.full else 8))
     print(f"wrote {args.dst}: {report.loaded} tensors under 'state_dict'")
     return 0

@@ -338,6 +338,6 @@ def write_leaderboard(records, work_dir, baseline=MAE.name):
     ``baseline`` method among ``records`` (none if it was not benchmarked)."""
     from ..leaderboard import make_leaderboard
     rows = [f'{r.method} {r.backbone} [{short_sha(r.checkpoint_sha256)}]' for r in records
-            if r.method == baseline and r.checkpoint_sha256]
+            if r.method == baseline and r.checkpoint_sha256 and not r.released]
     return make_leaderboard([transfer_dir(work_dir)], osp.join(work_dir, 'leaderboard'),
                             baseline=rows[0] if rows else None)

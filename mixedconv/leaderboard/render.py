@@ -104,6 +104,11 @@ def notes(table):
     if any(row.published for row in table.rows):
         lines.append('Rows marked published are numbers reported by their source, '
                      'not measured here; each value\'s protocol and source follow.')
+    if any(row.released for row in table.rows):
+        lines.append('Rows marked released weights are fine-tuned models as their authors '
+                     'released them, evaluated here with the recipe\'s test loop and nothing '
+                     'trained; they compare with the published number of the same model, '
+                     'never with rows trained here.')
     protocols = sorted({(c.title, row.cells[c.key].protocol) for row in table.rows
                         if not row.published for c in COLUMNS if row.cells[c.key].protocol})
     lines += [f'Measured {title}: {protocol}' for title, protocol in protocols]
@@ -153,8 +158,8 @@ def _md_line(values):
 
 
 def to_csv(table):
-    """CSV text: one line per row (the published values kept apart too, ``kind``
-    ``published-apart``); for each metric its value (percent, 2 decimals, empty when
+    """CSV text: one line per row (``kind`` ``measured``, ``released`` or ``published``;
+    the published values kept apart too, ``kind`` ``published-apart``); for each metric its value (percent, 2 decimals, empty when
     missing), delta against the baseline, status and protocol."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator='\n')
@@ -170,7 +175,7 @@ def to_csv(table):
                 values += [_fmt(cell.value, '.2f'), _fmt(cell.delta, '+.1f'), cell.status,
                            csv_field(cell.protocol or '')]
             kind_text = kind if kind != 'row' else ('published' if row.published else
-                                                    'measured')
+                                                    'released' if row.released else 'measured')
             writer.writerow([csv_field(row.method), csv_field(row.backbone),
                              _fmt(row.pretrain_epochs, 'd'), _fmt(row.pretrain_iters, 'd'),
                              kind_text, str(row.reduced).lower(), csv_field(row.source),
@@ -257,6 +262,7 @@ def to_html(table, png):
     body += ['<table>', '<tr>' + ''.join(f'<th>{_html(h)}</th>' for h in HEADERS) + '</tr>']
     for row in table.rows:
         classes = ' '.join(name for name, on in (('published', row.published),
+                                                  ('released', row.released),
                                                   ('baseline', row is table.baseline),
                                                   ('superseded', row.superseded_by)) if on)
         tds = [f'<td>{_html(text)}</td>' for text in cells(row)[:4]]

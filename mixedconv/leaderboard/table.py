@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 from ..results import short_sha
 from ..results.metrics import COLUMNS
+from ..results.protocols import RELEASED
 
 # Which of several results for the same row and task is shown: the best status, then the last.
 STATUS_RANK = {'done': 3, 'running': 2, 'interrupted': 1, 'failed': 0}
@@ -67,6 +68,9 @@ class Row:
         checkpoints: The checkpoint paths the row's results name (one file under several
             names when they share a sha256).
         reduced: The results come from recipes run at a reduced size on generated data.
+        released: The row's checkpoint is a released fine-tuned model evaluated here (no
+            training here); its protocol names that, so it gets no delta against rows
+            trained here.
         superseded_by: Short sha256 of the newer content of this row's checkpoint file.
         time: When the row's newest result was produced (ISO text), for ordering.
     """
@@ -82,6 +86,7 @@ class Row:
     tag: Optional[str] = None  # set when another row has the same base label
     pretrain_iters: Optional[int] = None
     reduced: bool = False
+    released: bool = False
     superseded_by: Optional[str] = None
     time: str = ''
 
@@ -101,7 +106,8 @@ class Row:
         amount = (f' {self.pretrain_epochs}e' if self.pretrain_epochs is not None else
                   f' {self.pretrain_iters}it' if self.pretrain_iters is not None else '')
         return (f'{self.method} {self.backbone}{amount}'
-                + (' (published)' if self.published else ''))
+                + (' (published)' if self.published else '')
+                + (' (released)' if self.released else ''))
 
     @property
     def label(self):
@@ -122,10 +128,11 @@ class Row:
 
     @property
     def method_text(self):
-        """The method cell: published rows say so, reduced runs too."""
+        """The method cell: published rows say so, released weights and reduced runs too."""
         if self.published:
             return f'{self.method} (published' + (f', {self.tag})' if self.tag else ')')
-        return f'{self.method} (reduced)' if self.reduced else self.method
+        marks = ([RELEASED] if self.released else []) + (['reduced'] if self.reduced else [])
+        return f'{self.method} ({", ".join(marks)})' if marks else self.method
 
     @property
     def epochs_text(self):
@@ -201,6 +208,7 @@ def _measured_rows(results):
                   checkpoints=list(dict.fromkeys(names.get(identity, []))),
                   checkpoint_sha256=records[0].checkpoint_sha256, pretrain_iters=iters,
                   reduced=any(r.reduced for r in records),
+                  released=any(r.released for r in records),
                   time=max((r.finished or r.started or '') for r in records))
         for column in COLUMNS:
             result = tasks.get(column.task)

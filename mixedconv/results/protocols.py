@@ -4,7 +4,8 @@ Two values compare (a delta, bars side by side) only when they were obtained the
 the same detector or segmentor, schedule and evaluation, after the same pretraining. A shipped
 recipe carries the protocol of the official run it reproduces (docs/recipes.md lists every
 setting); a published row cites its own; a run at a reduced size on generated data has a
-protocol of its own and compares only with its kind.
+protocol of its own and compares only with its kind, and so does a released fine-tuned model
+evaluated here (never compared with a model trained here).
 """
 import os.path as osp
 
@@ -23,6 +24,8 @@ UPERNET_160K = 'UperNet, 512 crop, 160k iters, slide inference'
 # facebookresearch/mae FINETUNE.md, Alpha-VL/ConvMAE FINETUNE.md
 FINETUNE_100EP = 'fine-tuning, 224 px, 100 ep'
 LINEAR_90EP = 'linear probing, 90 ep'
+# a fine-tuned model as its authors released it, evaluated here without training
+RELEASED = 'released weights, evaluated here'
 
 RECIPE_PROTOCOLS = {
     CONVMAE.transfer_configs['coco-maskrcnn']: CONVMAE_VITDET_25EP,
@@ -49,3 +52,11 @@ def reduced_protocol(image_size, iters):
     iterations on generated data: a check that the chain runs, comparable only with runs of
     the same reduction."""
     return f'reduced to {image_size} px generated images and {iters} training iterations'
+
+
+def released_protocol(config, generated=False):
+    """The protocol of a released fine-tuned model evaluated with ``config``'s test loop:
+    the protocol the model was trained with (the recipe reproduces it), then
+    :data:`RELEASED` and, for ``generated`` data, that the numbers are not results."""
+    trained = protocol_of_recipe(config) or f'trained as {osp.basename(str(config))}'
+    return f'{trained}; {RELEASED}' + (' on generated data' if generated else '')

@@ -16,8 +16,9 @@ from typing import Dict, Optional
 
 from .metrics import METRIC_RANGES, TASKS, metric_in_range
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)  # version 1 lacks pretrain_iters, protocol and reduced
+SCHEMA_VERSION = 3
+# version 1 lacks pretrain_iters, protocol and reduced; version 2 lacks released
+READABLE_SCHEMAS = (1, 2, 3)
 SUMMARY_NAME = 'summary.json'
 STATUSES = ('done', 'failed', 'interrupted', 'running')
 
@@ -71,6 +72,7 @@ class TaskSummary:
     pretrain_iters: Optional[int] = None
     protocol: Optional[str] = None
     reduced: bool = False
+    released: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -88,8 +90,9 @@ class TaskSummary:
                 raise SummaryError(f'{name} must be an int or null, got {value!r}')
         if self.protocol is not None and not isinstance(self.protocol, str):
             raise SummaryError(f'protocol must be a string or null, got {self.protocol!r}')
-        if not isinstance(self.reduced, bool):
-            raise SummaryError(f'reduced must be true or false, got {self.reduced!r}')
+        for name in ('reduced', 'released'):
+            if not isinstance(getattr(self, name), bool):
+                raise SummaryError(f'{name} must be true or false, got {getattr(self, name)!r}')
         if not isinstance(self.metrics, dict) or not all(
                 isinstance(k, str) and _is_number(v) for k, v in self.metrics.items()):
             raise SummaryError('metrics must map metric names to numbers, '
