@@ -23,8 +23,9 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from layouts import TINY_VIT
+from mixedconv.benchmark import describe_checkpoint, stage_checkpoint
 from mixedconv.checkpoint import (CheckpointError, CheckpointRefused, allow_list,
-                                  convert_checkpoint, export_encoder, safe_load)
+                                  convert_checkpoint, export_encoder, load_whole, safe_load)
 from mixedconv.models.backbones import PlainViT
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -228,6 +229,9 @@ ENTRY_POINTS = {
         TINY_VIT, img_size=64, init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights(),
     'export_encoder': lambda path, tmp: export_encoder(path, tmp / 'out.pth'),
     'convert_checkpoint': lambda path, tmp: convert_checkpoint(path, tmp / 'out.pth'),
+    'load_whole': lambda path, tmp: load_whole(torch.nn.Linear(1, 1), path),
+    'benchmark_describe': lambda path, tmp: describe_checkpoint(path),
+    'benchmark_stage': lambda path, tmp: stage_checkpoint(path, str(tmp / 'work')),
 }
 
 
