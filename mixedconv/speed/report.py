@@ -43,8 +43,8 @@ TARGETS = (
 
 
 def check_targets(rows):
-    """The issue's targets: ratios of the rows present, and >= 80 % of the ceiling for every
-    pretraining row but the MAE baseline."""
+    """The project's speed and memory targets (``TARGETS``: ratios of the rows present) and
+    >= 80 % of the matmul ceiling for every pretraining row but the MAE baseline."""
     by_key = {r['key']: r for r in rows}
     results = []
     for text, num, den, quantity, limit, _ in TARGETS:

@@ -24,7 +24,7 @@ def measure_speed(settings, repeats=3, warmup=3, keys=None, log=print):
 
     Returns:
         dict: ``machine``, ``settings``, ``ceiling``, ``rows`` (one dict per row) and
-        ``targets`` (the issue's ratio targets with the measured values).
+        ``targets`` (the ratio targets of :mod:`.report` with the measured values).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f'need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}')

@@ -63,9 +63,9 @@ def pointwise(conv, x):
     """A 1x1 convolution of visible blocks: (B, L, r, r, C_in) -> (B, L, r, r, C_out).
 
     It runs as a convolution, as in the dense path and the official code, of a channels-last
-    (B, C_in, L*r, r) view of the blocks (no copy in or out). On the 2-core AVX-512 benchmark
-    CPU, oneDNN's convolution computes the stage-1/2 shapes at about twice the rate of the
-    MKL matmul behind ``F.linear`` (fwd + bwd 360-400 vs 180-200 GFLOP/s, measured).
+    (B, C_in, L*r, r) view of the blocks (no copy in or out). On CPU, oneDNN's convolution
+    computes the stage-1/2 shapes at about twice the rate of the MKL matmul behind
+    ``F.linear`` (fwd + bwd, measured with ``tools/analysis/speed.py``).
     """
     b, n, r, _, c = x.shape
     out = F.conv2d(x.reshape(b, n * r, r, c).permute(0, 3, 1, 2), conv.weight, conv.bias)
