@@ -102,11 +102,11 @@ def test_markdown_table_is_printed_and_written(tiny_run):
     start = lines.index(header) + 2
     body = lines[start:start + len(ROWS)]
     assert [row.split('|')[1].strip() for row in body] == [
-        'MAE ViT-T (mmpretrain)', 'ConvMAE ConvViT-T, skip masked', 'ConvMAE ConvViT-T, dense',
-        'MixedAE ViT-T', 'ConvViT-T backbone, detection', 'PlainViT-T backbone, detection',
-        'ConvViT-T backbone, FPN detection, train step',
-        'ConvViT-T backbone, SFP detection, train step', 'PlainViT-T backbone, ViTDet, train step',
-        'ConvViT-T backbone, UperNet, train step', 'PlainViT-T backbone, UperNet, train step']
+        'MAE ViT-tiny (mmpretrain)', 'ConvMAE ConvViT-tiny, skip masked', 'ConvMAE ConvViT-tiny, dense',
+        'MixedAE ViT-tiny', 'ConvViT-tiny backbone, detection', 'ViT-tiny backbone, detection',
+        'ConvViT-tiny backbone, FPN detection, train step',
+        'ConvViT-tiny backbone, SFP detection, train step', 'ViT-tiny backbone, ViTDet, train step',
+        'ConvViT-tiny backbone, UperNet, train step', 'ViT-tiny backbone, UperNet, train step']
     assert all(len(row.strip('|').split('|')) == len(columns) for row in body)
     assert body[0].split('|')[columns.index('x MAE (time)') + 1].strip() == '1.00'
     assert 'The targets are set for the Base sizes' in md

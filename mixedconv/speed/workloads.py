@@ -7,6 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..benchmark.recipes import PRETRAIN_CONFIGS, TASK_CONFIGS, TRANSFER_CONFIGS
 from ..config_files import config_path
+from ..families import CONVMAE, CONVVIT, MAE, MIXEDAE, PLAINVIT
 from .timing import conv_backward_flops
 
 # the recipes the rows build, paths relative to the repository
@@ -50,28 +51,30 @@ class Workload:
 
 
 def workloads(arch):
-    """The rows of the benchmark, in table order, for ``arch`` in ('base', 'tiny')."""
-    s = 'B' if arch == 'base' else 'T'
+    """The rows of the benchmark, in table order, for ``arch`` in ('base', 'tiny'); the row
+    labels are the families' backbone labels and the methods' names."""
+    conv, plain = (f.backbone_label(f.tiny if arch == 'tiny' else 'base')
+                   for f in (CONVVIT, PLAINVIT))
     return [
-        Workload('mae', f'MAE ViT-{s} (mmpretrain)', 'pretrain', PRETRAIN_CONFIGS['mae']),
-        Workload('convmae_skip', f'ConvMAE ConvViT-{s}, skip masked', 'pretrain',
+        Workload('mae', f'{MAE.name} {plain} (mmpretrain)', 'pretrain', PRETRAIN_CONFIGS['mae']),
+        Workload('convmae_skip', f'{CONVMAE.name} {conv}, skip masked', 'pretrain',
                  PRETRAIN_CONFIGS['convmae'], (('skip_masked', True),)),
-        Workload('convmae_dense', f'ConvMAE ConvViT-{s}, dense', 'pretrain',
+        Workload('convmae_dense', f'{CONVMAE.name} {conv}, dense', 'pretrain',
                  PRETRAIN_CONFIGS['convmae'], (('skip_masked', False),)),
-        Workload('mixedae', f'MixedAE ViT-{s}', 'pretrain', PRETRAIN_CONFIGS['mixedae']),
-        Workload('convvit_det', f'ConvViT-{s} backbone, detection', 'inference',
+        Workload('mixedae', f'{MIXEDAE.name} {plain}', 'pretrain', PRETRAIN_CONFIGS['mixedae']),
+        Workload('convvit_det', f'{conv} backbone, detection', 'inference',
                  DETECTION_CONFIGS['convvit']),
-        Workload('plainvit_det', f'PlainViT-{s} backbone, detection', 'inference',
+        Workload('plainvit_det', f'{plain} backbone, detection', 'inference',
                  DETECTION_CONFIGS['plainvit']),
-        Workload('convvit_fpn_train', f'ConvViT-{s} backbone, FPN detection, train step',
+        Workload('convvit_fpn_train', f'{conv} backbone, FPN detection, train step',
                  'train', DETECTION_CONFIGS['convvit_fpn'], side='det_size'),
-        Workload('convvit_sfp_train', f'ConvViT-{s} backbone, SFP detection, train step',
+        Workload('convvit_sfp_train', f'{conv} backbone, SFP detection, train step',
                  'train', DETECTION_CONFIGS['convvit'], side='det_size'),
-        Workload('plainvit_sfp_train', f'PlainViT-{s} backbone, ViTDet, train step', 'train',
+        Workload('plainvit_sfp_train', f'{plain} backbone, ViTDet, train step', 'train',
                  DETECTION_CONFIGS['plainvit'], side='det_size'),
-        Workload('convvit_seg_train', f'ConvViT-{s} backbone, UperNet, train step', 'train',
+        Workload('convvit_seg_train', f'{conv} backbone, UperNet, train step', 'train',
                  SEGMENTATION_CONFIGS['convvit'], side='seg_size'),
-        Workload('plainvit_seg_train', f'PlainViT-{s} backbone, UperNet, train step', 'train',
+        Workload('plainvit_seg_train', f'{plain} backbone, UperNet, train step', 'train',
                  SEGMENTATION_CONFIGS['plainvit'], side='seg_size'),
     ]
 
