@@ -27,11 +27,6 @@ from .report import compare_state_dict, group_of, show, status_table
 from .safe_load import safe_load
 
 
-def _classes():
-    from ..models.backbones import ConvViT, PlainViT
-    return {'ConvViT': ConvViT, 'PlainViT': PlainViT}
-
-
 def backbone_for(encoder, arch=None, source='checkpoint'):
     """The backbone type and constructor arguments whose tensors ``encoder`` has: arch sizes,
     image and patch size, class token, final/fc norm, the SEG /32 convolution and layer
@@ -70,8 +65,10 @@ def backbone_for(encoder, arch=None, source='checkpoint'):
 
 def build_backbone(family, kwargs):
     """The backbone whose names and shapes the conversion is checked against (built on the
-    CPU with its random init)."""
-    return _classes()[family](**kwargs)
+    CPU with its random init). ``family`` is the family's registry ``type``."""
+    from ..models import backbones  # noqa: F401  (registers the families' types)
+    from ..registry import MODELS
+    return MODELS.get(family)(**kwargs)
 
 
 def format_kwargs(family, kwargs):
