@@ -9,6 +9,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
 from mixedconv.checkpoint import CheckpointError
+from mixedconv.families import CONVVIT
 from mixedconv.models.backbones import ConvViT
 from mixedconv.models.layers import CBlock, resize_pos_embed, sincos_pos_embed_2d
 from mixedconv.registry import MODELS
@@ -176,6 +177,25 @@ def test_vit_checkpoint_is_rejected(tmp_path):
     model = tiny(init_cfg=dict(type='Pretrained', checkpoint=path))
     with pytest.raises(CheckpointError, match='does not fit ConvViT'):
         model.init_weights()
+
+
+def test_checkpoint_with_a_narrower_stage3_is_rejected(tmp_path):
+    # Over half the tensors (stages 1-2) fit by name and shape, so only the
+    # per-tensor shape check can refuse it; stage 3 must not train from random weights.
+    stage_dims = CONVVIT.tiny['embed_dims']
+    narrower = dict(CONVVIT.tiny, embed_dims=(*stage_dims[:2], stage_dims[2] // 2))
+    source = MODELS.build(dict(type='ConvViT', arch=narrower, img_size=64)).state_dict()
+    model = tiny(init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'narrow.pth')))
+    target = model.state_dict()
+    fitting = [k for k, v in source.items() if k in target and v.shape == target[k].shape]
+    assert 2 * len(fitting) > len(target)
+    torch.save({'meta': {}, 'state_dict': {f'backbone.{k}': v for k, v in source.items()}},
+               str(tmp_path / 'narrow.pth'))
+    before = {k: v.clone() for k, v in target.items()}
+    with pytest.raises(CheckpointError, match=r'other shapes .*patch_embed3\.proj\.weight'):
+        model.init_weights()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
 
 
 def test_pos_embed_resized_from_checkpoint_grid(tmp_path):

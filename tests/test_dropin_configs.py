@@ -12,6 +12,7 @@ import glob
 import json
 import math
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -175,33 +176,58 @@ def test_library_config_trains_and_evaluates(name, data, tmp_path):
     assert math.isfinite(metrics[METRICS[cfg.default_scope]])
 
 
-def test_head_that_skips_a_pyramid_level_fails_at_the_first_step(data, tmp_path):
-    """mmdet's RetinaNet reads FPN levels from start_level=1: a four-level PlainViT pyramid
-    would leave fpn1 untrained (and DDP stopped at iteration 2); the first step says so."""
+def four_level_pyramid_from_start_level_1():
+    """The PlainViT RetinaNet with a four-level pyramid (strides 4-32) under FPN
+    start_level=1: nothing reads fpn1 (stride 4)."""
     cfg = child('retinanet_plainvit-t-pyramid_fpn_coco.py')
     cfg.model.backbone.out_indices = (3, 5, 7, 11)
     cfg.model.neck.update(in_channels=[192] * 4, start_level=1)
+    return cfg
+
+
+def test_head_that_skips_a_pyramid_level_fails_at_the_first_step(data, tmp_path):
+    """mmdet's RetinaNet reads FPN levels from start_level=1: a four-level PlainViT pyramid
+    would leave fpn1 untrained (and DDP stopped at iteration 2); the first step says so."""
+    cfg = four_level_pyramid_from_start_level_1()
     tiny_backbone(cfg.model)
     runner = Runner.from_cfg(user_data_and_schedule(cfg, data, tmp_path / 'work'))
     with pytest.raises(ValueError, match=r'output 0 \(block 0, fpn1, stride 4\).*start_level=0'):
         runner.train()
 
 
-def test_two_processes_train_a_config_whose_head_skips_a_level(data, tmp_path):
-    """tools/dist_train.sh, 2 CPU processes (gloo), find_unused_parameters off: RetinaNet's
-    FPN skips ConvViT's level 0 and both ranks train 2 iterations."""
+def two_process_retinanet(cfg, data, tmp_path):
+    """``cfg`` at the tests' size, run by tools/dist_train.sh as 2 CPU processes (gloo) with
+    find_unused_parameters off; the completed process and the logged training iterations."""
     from test_distributed import dist_train
-    cfg = child('retinanet_convvit-s_fpn_coco.py')
     tiny_backbone(cfg.model)
     cfg = user_data_and_schedule(cfg, data, tmp_path / 'work')
-    assert cfg.model.neck.start_level == 1 and not cfg.get('find_unused_parameters')
+    assert not cfg.get('find_unused_parameters')
     cfg.train_dataloader.batch_size = 1  # 4 images: 2 per rank, 2 steps
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     config = tmp_path / 'retinanet.py'
     cfg.dump(str(config))
     out = dist_train(config, tmp_path / 'work')
-    assert out.returncode == 0, out.stderr[-4000:]
     assert 'distributed backend nccl -> gloo' in out.stdout + out.stderr
     log = glob.glob(str(tmp_path / 'work' / '*' / 'vis_data' / 'scalars.json'))
-    iters = [json.loads(line)['iter'] for line in open(log[0]) if '"loss"' in line]
+    iters = [json.loads(line)['iter'] for line in open(log[0]) if '"loss"' in line] if log else []
+    return out, iters
+
+
+def test_two_processes_train_a_pyramid_of_the_levels_the_head_reads(data, tmp_path):
+    """RetinaNet reads strides 8-32: the PlainViT pyramid builds those three branches only,
+    so no parameter goes without gradient and DDP trains 2 iterations on both ranks."""
+    cfg = child('retinanet_plainvit-t-pyramid_fpn_coco.py')
+    out, iters = two_process_retinanet(cfg, data, tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
     assert iters == [1, 2]
+
+
+def test_two_processes_stop_at_the_first_step_when_the_head_skips_a_level(data, tmp_path):
+    """Both ranks stop at the first step with the backbone's error naming the unread fpn1,
+    before DDP could stop at the second with its reduction error (or wait on a peer)."""
+    out, iters = two_process_retinanet(four_level_pyramid_from_start_level_1(), data, tmp_path)
+    assert out.returncode != 0 and iters == []
+    for rank in (0, 1):
+        assert re.search(rf'\[rank{rank}\]: ValueError: .*output 0 \(block 0, fpn1, stride 4\)'
+                         r'.*start_level=0', out.stderr), out.stderr[-4000:]
+    assert 'did not receive grad' not in out.stderr  # DDP's own error
