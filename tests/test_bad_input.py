@@ -3,9 +3,9 @@
 Covered elsewhere, not repeated here:
   * image size not a multiple of the patch size: tests/test_convvit.py
     (test_size_not_multiple_of_16_is_rejected), tests/test_plain_vit.py, tests/test_convmae.py
-  * truncated / corrupt checkpoint file: tests/test_checkpoint.py
+  * truncated / corrupt checkpoint file: tests/test_checkpoint_loading.py
     (test_truncated_checkpoint_names_file)
-  * checkpoint whose pickle runs code: tests/test_checkpoint.py
+  * checkpoint whose pickle runs code: tests/test_checkpoint_loading.py
     (test_malicious_checkpoint_refused_and_payload_not_run)
   * MixedAE batch not divisible by the group size: tests/test_mixedae.py, and under DDP in
     tests/test_distributed.py
