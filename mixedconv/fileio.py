@@ -13,7 +13,7 @@ complete file or the new complete one. mmengine writes ``last_checkpoint`` only 
 import os
 import os.path as osp
 import re
-import tempfile
+import secrets
 
 from mmengine.fileio import LocalBackend, register_backend
 
@@ -41,7 +41,7 @@ def atomic_write(path, data):
     path = osp.abspath(os.fspath(path))
     directory = osp.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.part', dir=directory)
+    fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
@@ -56,12 +56,35 @@ def atomic_write(path, data):
     _fsync_directory(directory)
 
 
-TEMPORARY = re.compile(r'^\..+\.part$')  # what atomic_write's mkstemp names look like
+_TEMPORARY_TAG = 'mixedconv-tmp'
+TEMPORARY = re.compile(r'^\..+\.' + _TEMPORARY_TAG + r'-[0-9a-f]{8}\.part$')
+"""The names :func:`create_temporary` gives, and only those: a user's ``.draft.part`` never
+matches, so :func:`remove_stale_temporaries` never deletes it."""
+
+
+def create_temporary(path):
+    """Create an empty temporary file beside ``path`` (mode 0600, opened for writing),
+    named ``.<name>.mixedconv-tmp-<8 hex digits>.part`` so that :data:`TEMPORARY` matches
+    it and nothing a user names.
+
+    Returns:
+        tuple[int, str]: the open file descriptor and the temporary's path.
+    """
+    path = osp.abspath(os.fspath(path))
+    directory, name = osp.split(path)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) \
+        | getattr(os, 'O_BINARY', 0)
+    while True:
+        tmp = osp.join(directory, f'.{name}.{_TEMPORARY_TAG}-{secrets.token_hex(4)}.part')
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
 
 
 def remove_stale_temporaries(directory, recursive=True):
     """Delete the temporaries that :func:`atomic_write` leaves when its process is killed
-    mid-write (``.<name>.<random>.part``), under ``directory``.
+    mid-write (names :data:`TEMPORARY` matches), under ``directory``.
 
     Call it only where no write can be in progress: at the start of a run, by the one
     process that writes there.

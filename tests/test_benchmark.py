@@ -441,26 +441,37 @@ def test_sigkill_of_the_benchmark_leaves_no_trainer(tmp_path):
     assert _processes_mentioning(trainer) == []
 
     from mixedconv.benchmark.runner import benchmark_lock
-    stale = osp.join(work_dir, 'pretrain', 'mae', '.iter_30.pth.abc123.part')
-    open(stale, 'wb').close()
+    from mixedconv.fileio import create_temporary
+    fd, stale = create_temporary(osp.join(work_dir, 'pretrain', 'mae', 'iter_30.pth'))
+    os.close(fd)
     with benchmark_lock(work_dir):
         assert not osp.exists(stale)
 
 
 def test_start_removes_only_its_own_temporaries(tmp_path):
     """A benchmark start removes the temporaries a killed run left where the benchmark and
-    its trainers write, and no other *.part file under the work dir."""
+    its trainers write (names :func:`create_temporary` gives), and no other *.part file
+    under the work dir, not even a user's dot-file in a folder the benchmark writes."""
     from mixedconv.benchmark.runner import benchmark_lock
+    from mixedconv.fileio import create_temporary
     work_dir = tmp_path / 'wd'
-    ours = [work_dir / 'pretrain' / 'mae' / '.iter_30.pth.k2j3h4ab.part',
-            work_dir / 'transfer' / 'run-0123' / '.pretrained.pth.abcdefgh.part',
-            work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / '.iter_4.pth.x1y2z3w4.part',
-            work_dir / 'leaderboard' / '.leaderboard.md.q1w2e3r4.part']
+    ours = [work_dir / 'pretrain' / 'mae' / 'iter_30.pth',
+            work_dir / 'transfer' / 'run-0123' / 'pretrained.pth',
+            work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / 'iter_4.pth',
+            work_dir / 'leaderboard' / 'leaderboard.md']
     users = [work_dir / 'notes' / '.thesis-draft.part', work_dir / '.draft.part',
-             work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / 'vis' / '.plot.part']
-    for path in ours + users:
+             work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / 'vis' / '.plot.part',
+             work_dir / 'pretrain' / 'mae' / '.thesis-draft.part',
+             work_dir / 'transfer' / 'run-0123' / 'coco-maskrcnn' / '.iter_4.pth.notes.part',
+             work_dir / 'leaderboard' / '.leaderboard.md.abcdefgh.part']
+    for path in users:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('x')
+    for i, path in enumerate(ours):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = create_temporary(path)
+        os.close(fd)
+        ours[i] = type(path)(tmp)
     with benchmark_lock(str(work_dir)):
         pass
     assert [p for p in ours if p.exists()] == []

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mixedconv.benchmark import describe_checkpoint
 from mixedconv.checkpoint import safe_load
 from mixedconv.config_data import ConfigTextError, parse_config_text
+from mixedconv.fileio import create_temporary
 from mixedconv.leaderboard import collect
 from mixedconv.models.backbones.convvit import ConvViT
 
@@ -115,14 +116,15 @@ def test_resume_does_not_run_checkpoint_config(trained_classifier, train_classif
     crafted = _crafted(trained_classifier, tmp_path, gpu_ids_payload(marker))
     work_dir = tmp_path / 'resumed'
     work_dir.mkdir()
-    stale = work_dir / '.iter_4.pth.k2j3h4.part'
-    stale.write_bytes(b'half a checkpoint')
+    fd, stale = create_temporary(work_dir / 'iter_4.pth')
+    os.write(fd, b'half a checkpoint')
+    os.close(fd)
     out = train_classifier(work_dir, image_folder, '--cfg-options', 'train_cfg.max_iters=4',
                            f'runner_type={runner_type}', '--resume', str(crafted))
     assert out.returncode == 0, out.stderr[-3000:]
     assert not marker.exists()
     assert 'resumed epoch: 0, iter: 2' in out.stdout + out.stderr
-    assert not stale.exists()
+    assert not osp.exists(stale)
     assert safe_load(work_dir / 'iter_4.pth')['meta']['iter'] == 4
 
 

@@ -16,7 +16,6 @@ import os
 import os.path as osp
 import stat
 import struct
-import tempfile
 import warnings
 
 SHORT_SHA = 12  # hex digits of a checkpoint's sha256 that name its runs and rows
@@ -41,18 +40,20 @@ def sha256_of(path, chunk_size=CHUNK):
 def copy_and_hash(src, dst):
     """Copy ``src`` to ``dst`` and return the sha256 of the bytes written.
 
-    The copy goes to a temporary file beside ``dst`` (``.<name>.<random>.part``, the
-    pattern :func:`~mixedconv.fileio.remove_stale_temporaries` tidies after a kill), is
+    The copy goes to a temporary file beside ``dst``
+    (:func:`~mixedconv.fileio.create_temporary`, whose names
+    :func:`~mixedconv.fileio.remove_stale_temporaries` tidies after a kill), is
     fsynced and renamed over ``dst``, and is made read-only: ``dst`` holds exactly the bytes
     hashed, whatever happens to ``src`` later.
 
     Raises:
         OSError: ``src`` cannot be read or ``dst`` written; nothing is left at ``dst``.
     """
+    from ..fileio import create_temporary  # imports mmengine, which reading results needs not
     directory = osp.dirname(osp.abspath(dst))
     os.makedirs(directory, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix='.part', dir=directory)
+    fd, tmp = create_temporary(dst)
     try:
         with open(src, 'rb') as source, os.fdopen(fd, 'wb') as out:
             for chunk in iter(lambda: source.read(CHUNK), b''):
