@@ -1,5 +1,6 @@
 """tools/analysis/speed.py: a functional run with tiny models (no timing assertions)."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,16 @@ def test_bad_sizes_are_rejected_with_the_fix(tmp_path, args, message):
     proc = run_tool('--arch', 'tiny', '--device', 'cpu', '--out', str(tmp_path), *args)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_tool_runs_its_own_checkout(tmp_path):
+    """From a clone, run from another folder, the tool imports that checkout's mixedconv, not
+    whatever mixedconv is installed (a stand-in here, first on PYTHONPATH)."""
+    fake = tmp_path / 'installed' / 'mixedconv'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text("raise SystemExit('the installed mixedconv was used')\n")
+    proc = subprocess.run([sys.executable, str(TOOL), '--help'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(tmp_path / 'installed')))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'usage:' in proc.stdout

@@ -15,9 +15,14 @@ Writes ``speed.json`` and ``speed.md`` into ``--out`` and prints the table. Meth
 FLOP counting, matmul ceiling, peak memory) are described in ``mixedconv/speed/__init__.py``.
 """
 import argparse
+import os.path as osp
+import sys
 
-from mixedconv.speed import (Settings, measure_speed, profile_rows, resolve_device, workloads,
-                             write_outputs)
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # run from a checkout
+
+from mixedconv.speed import (Settings, measure_speed, profile_rows, resolve_device,  # noqa: E402
+                             workloads, write_outputs)
 
 
 def parse_args(argv=None):
