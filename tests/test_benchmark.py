@@ -307,7 +307,8 @@ def test_two_checkpoints_with_one_file_name(chain, tmp_path):
 
 def test_one_file_under_two_names_is_trained_once(chain, tmp_path):
     """The same bytes under two names, in one benchmark and in a later one, are trained
-    once; the leaderboard row names both files."""
+    once: one record, read back by the later benchmark, one run folder and one leaderboard
+    row."""
     from mixedconv.benchmark import run_benchmark
     from mixedconv.benchmark.runner import write_leaderboard
     work_dir, _ = chain
