@@ -10,6 +10,7 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from .cli import check_writable_folder
 from .config_files import config_path, register_config_scope
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -59,24 +60,9 @@ def load_config(args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    check_work_dir(cfg.work_dir, '--work-dir' if args.work_dir is not None else 'work_dir')
+    check_writable_folder(cfg.work_dir, '--work-dir' if args.work_dir is not None else 'work_dir')
     _use_gloo_without_cuda(cfg)
     return cfg
-
-
-def check_work_dir(work_dir, name='--work-dir'):
-    """Raise :class:`UsageError` when the run could not write ``work_dir``: a part of the path
-    is a file, or the nearest existing directory is read-only (a read-only file system, or
-    another user's directory). Nothing is created."""
-    existing = osp.abspath(work_dir)
-    while not osp.lexists(existing):
-        existing = osp.dirname(existing)
-    if not osp.isdir(existing):
-        raise UsageError(f'{name} {work_dir}: {existing} is a file, not a directory; pass a '
-                         'directory (it is created when missing)')
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f'{name} {work_dir}: cannot write in {existing} (read-only or not '
-                         f'yours); pass a {name} you can write to')
 
 
 def check_launcher(launcher, env=None, gpus=None):

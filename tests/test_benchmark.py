@@ -560,4 +560,5 @@ def test_work_dir_that_is_a_file_is_an_error(tmp_path):
     torch.save({'model': PlainViT(arch='tiny').state_dict()}, tmp_path / 'mae_vit_tiny.pth')
     out = _benchmark(str(tmp_path / 'mae_vit_tiny.pth'), '--work-dir', str(tmp_path / 'wd'))
     assert out.returncode == 2 and 'Traceback' not in out.stderr
-    assert f'error: --work-dir {tmp_path / "wd"} is a file; give a folder' in out.stderr
+    assert f'error: --work-dir {tmp_path / "wd"}: {tmp_path / "wd"} is a file, not a ' \
+        'directory; pass a directory' in out.stderr

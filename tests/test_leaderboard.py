@@ -312,7 +312,11 @@ def run_tool(tool, *args, **kwargs):
 @pytest.mark.parametrize('argv,message', [
     (['{tmp}/nope', '--out', '{tmp}/o'], 'error: work directory not found'),
     (['{bench}', '--out', '{tmp}/o', '--baseline', 'BEiT ViT-B'], 'error: baseline'),
-    (['{bench}', '--out', '{tmp}/a_file'], 'error: the leaderboard folder {tmp}/a_file is a file'),
+    (['{bench}', '--out', '{tmp}/a_file'],
+     'error: --out {tmp}/a_file: {tmp}/a_file is a file, not a directory; pass a directory'),
+    (['{bench}', '--out', '{tmp}/a_file/sub'],
+     'error: --out {tmp}/a_file/sub: {tmp}/a_file is a file, not a directory; pass a '
+     'directory (it is created when missing)'),
 ])
 def test_cli_errors(bench_dir, tmp_path, argv, message):
     """Bad input ends the tool with a one-line error instead of a traceback."""

@@ -44,7 +44,7 @@ from mixedconv.benchmark.runner import (EMBEDDED, BenchmarkBusy, BenchmarkRun,  
                                         TaskMismatch, run_benchmark, run_chain,
                                         try_checkpoints, write_leaderboard)
 from mixedconv.benchmark.tiny import SIZE  # noqa: E402
-from mixedconv.cli import run_cli  # noqa: E402
+from mixedconv.cli import check_writable_folder, run_cli  # noqa: E402
 from mixedconv.families import MAE  # noqa: E402
 
 USER_ERRORS = (ValueError, CheckpointError, BenchmarkBusy, TaskMismatch, NotADirectoryError,
@@ -93,20 +93,6 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f'signal {signum}')
 
 
-def check_work_dir(work_dir):
-    """A work dir that is a file, or that cannot be written, is refused before anything
-    runs."""
-    if osp.exists(work_dir) and not osp.isdir(work_dir):
-        raise NotADirectoryError(f'--work-dir {work_dir} is a file; give a folder (it is '
-                                 'created when missing)')
-    existing = osp.abspath(work_dir)
-    while not osp.exists(existing):
-        existing = osp.dirname(existing)
-    if not osp.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f'cannot write into --work-dir {work_dir} ({existing} is not a '
-                              'writable folder); give a folder you can write to')
-
-
 def main(argv=None):
     """Exit codes: 0 when every requested task finished, 1 when any failed (the leaderboard
     is still written), 2 on a usage or input error, 130 when interrupted."""
@@ -124,7 +110,7 @@ def main(argv=None):
             raise FileNotFoundError(f'checkpoint not found: {path}')
     methods = parse_names(args.pretrain, list(PRETRAIN_CONFIGS), 'pretraining method') \
         if args.pretrain else []
-    check_work_dir(args.work_dir)
+    check_writable_folder(args.work_dir, '--work-dir')
     amp = not args.no_amp
     records = []
     try:

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mixedconv.cli import run_cli  # noqa: E402
+from mixedconv.cli import check_writable_folder, run_cli  # noqa: E402
 from mixedconv.leaderboard import SummaryError, make_leaderboard  # noqa: E402
 
 # bad input, and a leaderboard that cannot be written (a file as --out, a full disk: the
@@ -52,6 +52,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_writable_folder(args.out, '--out')
     paths = make_leaderboard(args.work_dirs, args.out, args.baseline, args.published,
                              dict(args.override))
     print('Leaderboard written:')
