@@ -107,6 +107,19 @@ def test_read_only_work_dir_is_named(read_only_dir, image_folder, train_classifi
         'yours); pass a --work-dir you can write to')
 
 
+def test_benchmark_read_only_work_dir_is_named(read_only_dir, tmp_path):
+    """The benchmark refuses a work dir it cannot write before it reads any checkpoint."""
+    ckpt = tmp_path / 'convmae.pth'
+    ckpt.write_bytes(b'')
+    work_dir = read_only_dir / 'bench'
+    out = run(sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), str(ckpt),
+              '--work-dir', str(work_dir))
+    assert _one_error_line(out) == (
+        f'error: --work-dir {work_dir}: cannot write in {read_only_dir} (read-only or not '
+        'yours); pass a --work-dir you can write to')
+    assert not work_dir.exists()
+
+
 def test_work_dir_that_is_a_file_is_named(tmp_path, image_folder, train_classifier):
     taken = tmp_path / 'results.txt'
     taken.write_text('notes')
