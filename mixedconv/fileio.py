@@ -27,6 +27,14 @@ def _current_umask():
 _FILE_MODE = 0o666 & ~_current_umask()  # what open(path, 'w') would give a new file
 
 
+class WriteFailed(OSError):
+    """A write that failed part-way; its message names the destination, not the temporary,
+    and the fix."""
+
+    def __str__(self):
+        return self.strerror
+
+
 def atomic_write(path, data):
     """Write ``data`` to ``path`` so that readers see the old file or all of the new one.
 
@@ -35,8 +43,8 @@ def atomic_write(path, data):
         data (bytes): the file's new content.
 
     Raises:
-        OSError: the write failed (disk full, file size limit, ...). ``path`` is then
-            unchanged and the temporary file is removed.
+        WriteFailed: (an ``OSError``) the write failed (disk full, file size limit, ...).
+            ``path`` is then unchanged and the temporary file is removed.
     """
     path = osp.abspath(os.fspath(path))
     directory = osp.dirname(path)
@@ -49,9 +57,13 @@ def atomic_write(path, data):
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise WriteFailed(err.errno, f'could not write {path} ({err.strerror or err}); '
+                              'the previous file is unchanged: free disk space (or raise the '
+                              'file size limit) and run again') from err
         raise
     _fsync_directory(directory)
 

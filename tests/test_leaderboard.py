@@ -359,6 +359,8 @@ def test_full_disk_keeps_the_previous_leaderboard(bench_dir, tmp_path):
                          preexec_fn=limit_file_size)
     assert out.returncode == 2 and out.stderr.startswith('error: ')
     assert 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert 'could not write ' + str(out_dir) in out.stderr and 'free disk space' in out.stderr
+    assert '.part' not in out.stderr, out.stderr
     for ext, path in first.items():
         data = open(path, 'rb').read()
         assert data == before[ext] or len(data) <= 1500, ext  # whole: old, or new and small
