@@ -28,7 +28,7 @@ from ..checkpoint import CheckpointError, load_whole_checkpoint, safe_load
 from ..config_files import config_path
 from ..families import FAMILIES, METHODS, label_of_backbone_cfg
 from ..results import (TaskSummary, copy_and_hash, current_git_commit, infer_method,
-                       read_summary, short_sha, summary_path, utc_now, write_summary)
+                       short_sha, summary_path, utc_now, write_summary)
 from ..results.protocols import released_protocol
 from ..results.workdir import final_evaluation
 from .dump import dump_config
@@ -198,20 +198,13 @@ def _evaluate_file(path, tasks, work_dir, data_root, generated, launch, method, 
 def _run(record, cfg, weights, run_dir, launch):
     """Run the test loop of ``cfg`` on ``weights`` in the task's folder of ``run_dir`` (not
     again when it is done for the same bytes) and record it."""
-    from .runner import TaskMismatch
+    from .runner import finished_before
     path = summary_path(run_dir, record.task)
     task_dir = osp.dirname(path)
     label = f'{osp.basename(run_dir)}/{record.task}'
-    if osp.isfile(path):
-        previous = read_summary(path)
-        if previous.checkpoint_sha256 != record.checkpoint_sha256:
-            raise TaskMismatch(
-                f'{task_dir} holds the results of another file (sha256 '
-                f'{previous.checkpoint_sha256}, {previous.checkpoint}), not of '
-                f'{record.checkpoint}; use another --work-dir, or delete that directory')
-        if previous.status == 'done':
-            print(f'[{label}] done before, not rerun: {previous.metrics}', flush=True)
-            return previous
+    previous = finished_before(path, record.checkpoint_sha256, record.checkpoint, label)
+    if previous is not None:
+        return previous
     os.makedirs(task_dir, exist_ok=True)
     config = dump_config(cfg, osp.join(task_dir, 'benchmark_config.py'))
     record = replace(record, config=config, started=utc_now())

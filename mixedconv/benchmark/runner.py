@@ -118,6 +118,29 @@ def check_amp(cfg, launch, what):
             '--data-root to try the whole chain at a reduced size on generated data')
 
 
+def finished_before(path, sha256, checkpoint, label):
+    """The finished record at ``path`` (a task's ``summary.json``) for the file of ``sha256``,
+    None when there is none or it did not finish.
+
+    Raises:
+        TaskMismatch: the folder holds the results of another file; they are neither reused
+            nor resumed.
+    """
+    if not osp.isfile(path):
+        return None
+    previous = read_summary(path)
+    if previous.checkpoint_sha256 != sha256:
+        raise TaskMismatch(
+            f'{osp.dirname(path)} holds the {previous.task} results of another checkpoint '
+            f'(sha256 {previous.checkpoint_sha256}, {previous.checkpoint}), not of '
+            f'{checkpoint} (sha256 {sha256}); it is neither reused nor resumed. Use another '
+            '--work-dir, or delete that directory to rerun the task.')
+    if previous.status != 'done':
+        return None
+    print(f'[{label}] done before, not rerun: {previous.metrics}', flush=True)
+    return previous
+
+
 def run_task(staged, task, data_root=None, reduced=False, launch=Launch(), transfer_iters=2,
              amp=True):
     """Train and evaluate ``task`` from the staged checkpoint ``staged``
@@ -126,17 +149,9 @@ def run_task(staged, task, data_root=None, reduced=False, launch=Launch(), trans
     path = summary_path(staged.run_dir, task)
     task_dir = osp.dirname(path)
     label = f'{osp.basename(staged.run_dir)}/{task}'
-    if osp.isfile(path):
-        previous = read_summary(path)
-        if previous.checkpoint_sha256 != staged.sha256:
-            raise TaskMismatch(
-                f'{task_dir} holds the {task} results of another checkpoint (sha256 '
-                f'{previous.checkpoint_sha256}, {previous.checkpoint}), not of {info.path} '
-                f'(sha256 {staged.sha256}); it is neither reused nor resumed. Use another '
-                '--work-dir, or delete that directory to rerun the task.')
-        if previous.status == 'done':
-            print(f'[{label}] done before, not rerun: {previous.metrics}', flush=True)
-            return previous
+    previous = finished_before(path, staged.sha256, info.path, label)
+    if previous is not None:
+        return previous
     os.makedirs(task_dir, exist_ok=True)
     cfg = build_task_config(info, task, data_root, reduced, transfer_iters, staged.weights, amp)
     config = dump_config(cfg, osp.join(task_dir, 'benchmark_config.py'))
