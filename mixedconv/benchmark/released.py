@@ -30,10 +30,9 @@ from ..families import FAMILIES, METHODS, label_of_backbone_cfg
 from ..results import (TaskSummary, copy_and_hash, current_git_commit, infer_method,
                        short_sha, summary_path, utc_now, write_summary)
 from ..results.protocols import released_protocol
-from ..results.workdir import final_evaluation
 from .dump import dump_config
 from .layout import STAGING, benchmark_lock, existing_run_dir, transfer_dir
-from .processes import Launch, error_of, run_logged
+from .processes import Launch
 from .recipes import DATA_DIRS, REPO, TASK_CONFIGS, TASK_DATA, TRANSFER_CONFIGS, set_data_root
 
 WEIGHTS = 'released.pth'
@@ -60,18 +59,26 @@ def build_recipe_model(config):
     from ..registry import MODELS
     register_all_modules()
     register_config_scope()
+    cfg = _without_pretrained(config)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return cfg, MODELS.build(cfg.model)
+
+
+def _without_pretrained(config):
+    """The recipe's config without its backbone's pretrained weights (a released file gives
+    every weight)."""
     path = config_path(config)
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.get('backbone', {}).pop('init_cfg', None)
-    return cfg, MODELS.build(cfg.model)
+    return cfg
 
 
 def fitting_recipe(path, checkpoint, tasks):
     """The (task, config) of ``tasks`` whose recipe model ``checkpoint`` (read from
-    ``path``) loads into whole, None when it fits none of them.
+    ``path``) loads into whole (None when it fits none of them), and the first problem of
+    each recipe it does not fit.
 
     Raises:
         CheckpointError: it fits several recipes (name one with ``--config``).
@@ -114,8 +121,7 @@ def method_of(path, family, method=None):
 def released_config(config, data_dir):
     """The recipe's config for evaluating a released model: data under ``data_dir``, no
     backbone pretrained weights (the released file gives every weight)."""
-    cfg = Config.fromfile(config_path(config))
-    cfg.model.get('backbone', {}).pop('init_cfg', None)
+    cfg = _without_pretrained(config)
     set_data_root(cfg, data_dir)
     return cfg
 
@@ -146,8 +152,8 @@ def evaluate_released(files, tasks, work_dir, data_root=None, launch=Launch(), m
             data_root = make_generated_data(osp.join(work_dir, 'data'))
         data_root = osp.abspath(data_root)
         for path in files:
-            records += _evaluate_file(osp.abspath(path), tasks, work_dir, data_root,
-                                      generated, launch, method, config)
+            records.append(_evaluate_file(osp.abspath(path), tasks, work_dir, data_root,
+                                          generated, launch, method, config))
     return records
 
 
@@ -192,13 +198,13 @@ def _evaluate_file(path, tasks, work_dir, data_root, generated, launch, method, 
     if record.status == 'done':
         with contextlib.suppress(FileNotFoundError):
             os.unlink(weights)
-    return [record]
+    return record
 
 
 def _run(record, cfg, weights, run_dir, launch):
     """Run the test loop of ``cfg`` on ``weights`` in the task's folder of ``run_dir`` (not
     again when it is done for the same bytes) and record it."""
-    from .runner import finished_before
+    from .runner import evaluate_checkpoint, finished_before
     path = summary_path(run_dir, record.task)
     task_dir = osp.dirname(path)
     label = f'{osp.basename(run_dir)}/{record.task}'
@@ -210,29 +216,21 @@ def _run(record, cfg, weights, run_dir, launch):
     record = replace(record, config=config, started=utc_now())
     write_summary(path, record)
     start = time.time()
-    cmd = launch.test_command(config, task_dir, weights)
-    if cmd is None:
-        record = replace(record, status='failed', error=(
-            'the benchmark launches only training under Slurm; evaluate with python -m '
-            f'mixedconv.test {config} {weights} --work-dir {task_dir} (under srun), or run '
-            'this on a node with --launcher pytorch'))
+    try:
+        evaluation = evaluate_checkpoint(
+            weights, cfg, config, task_dir, label, launch, osp.join(task_dir, 'test.log'),
+            f'evaluating the released weights: {config}',
+            'the benchmark launches only training under Slurm; evaluate with')
+    except KeyboardInterrupt:
+        write_summary(path, replace(record, status='interrupted', error='interrupted',
+                                    finished=utc_now()))
+        raise
+    if isinstance(evaluation, str):
+        record = replace(record, status='failed', error=evaluation)
+    elif evaluation is None:
+        record = replace(record, status='failed', error='the test loop logged no metrics')
     else:
-        print(f'[{label}] evaluating the released weights: {config}', flush=True)
-        try:
-            code, tail = run_logged(cmd, osp.join(task_dir, 'test.log'), label, launch.env())
-        except KeyboardInterrupt:
-            write_summary(path, replace(record, status='interrupted', error='interrupted',
-                                        finished=utc_now()))
-            raise
-        finally:  # mmengine's Runner dumped its own text (braces unescaped) over it
-            dump_config(cfg, config)
-        evaluation = final_evaluation(task_dir, {}) if code == 0 else None
-        if code != 0:
-            record = replace(record, status='failed', error=error_of(tail))
-        elif evaluation is None:
-            record = replace(record, status='failed', error='the test loop logged no metrics')
-        else:
-            record = replace(record, status='done', metrics=evaluation.metrics)
+        record = replace(record, status='done', metrics=evaluation.metrics)
     record = replace(record, wall_time_s=round(time.time() - start, 1), finished=utc_now())
     write_summary(path, record)
     print(f'[{label}] {record.status} in {record.wall_time_s:.0f} s: '

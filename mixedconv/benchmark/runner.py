@@ -199,7 +199,11 @@ def _train_and_evaluate(record, cfg, config, task_dir, label, launch):
             last = _last_checkpoint(task_dir)
         if (evaluation is None or not evaluation.final) and last and \
                 osp.basename(last) == final and osp.isfile(last):
-            evaluation = _evaluate(last, cfg, config, task_dir, label, launch, log)
+            evaluation = evaluate_checkpoint(
+                last, cfg, config, task_dir, label, launch, log,
+                f'training had finished; evaluating {last}',
+                'training finished but stopped before its final evaluation; evaluate it, '
+                'then rerun the benchmark')
     if isinstance(evaluation, str):
         return replace(record, status='failed', error=evaluation)
     if evaluation is None or not evaluation.final:
@@ -208,16 +212,29 @@ def _train_and_evaluate(record, cfg, config, task_dir, label, launch):
     return replace(record, status='done', metrics=evaluation.metrics, error=None)
 
 
-def _evaluate(checkpoint, cfg, config, task_dir, label, launch, log):
-    """Evaluate the final checkpoint of a training run stopped before its evaluation; the
-    :class:`~mixedconv.results.workdir.Evaluation`, or the reason it could not run."""
+def evaluate_checkpoint(checkpoint, cfg, config, task_dir, label, launch, log, announce,
+                        unlaunchable):
+    """Run the test loop of ``cfg`` (dumped to ``config``) on ``checkpoint`` in its own
+    process (``python -m mixedconv.test``) in ``task_dir``, its output in ``log``.
+
+    Args:
+        announce (str): the progress line printed when it starts.
+        unlaunchable (str): what the user should do when ``launch`` cannot run a test loop
+            (Slurm); the command to run is appended.
+
+    Returns:
+        The :class:`~mixedconv.results.workdir.Evaluation`, None when the loop logged no
+        metrics, or the reason it could not run (str).
+    """
     cmd = launch.test_command(dump_config(cfg, config), task_dir, checkpoint)
     if cmd is None:
-        return (f'training finished but stopped before its final evaluation; evaluate it with '
-                f'python -m mixedconv.test {config} {checkpoint} --work-dir {task_dir} '
-                '(under srun), then rerun the benchmark')
-    print(f'[{label}] training had finished; evaluating {checkpoint}', flush=True)
-    code, tail = run_logged(cmd, log, label, launch.env())
+        return (f'{unlaunchable}: python -m mixedconv.test {config} {checkpoint} '
+                f'--work-dir {task_dir} (under srun)')
+    print(f'[{label}] {announce}', flush=True)
+    try:
+        code, tail = run_logged(cmd, log, label, launch.env())
+    finally:  # mmengine's Runner dumped its own text (braces unescaped) over it
+        dump_config(cfg, config)
     if code != 0:
         return error_of(tail)
     return final_evaluation(task_dir)
