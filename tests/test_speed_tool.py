@@ -103,7 +103,8 @@ def test_markdown_table_is_printed_and_written(tiny_run):
     start = lines.index(header) + 2
     body = lines[start:start + len(ROWS)]
     assert [row.split('|')[1].strip() for row in body] == [
-        'MAE ViT-tiny (mmpretrain)', 'ConvMAE ConvViT-tiny, skip masked', 'ConvMAE ConvViT-tiny, dense',
+        'MAE ViT-tiny (mmpretrain)', 'ConvMAE ConvViT-tiny, skip masked',
+        'ConvMAE ConvViT-tiny, dense',
         'MixedAE ViT-tiny', 'ConvViT-tiny backbone, detection', 'ViT-tiny backbone, detection',
         'ConvViT-tiny backbone, FPN detection, train step',
         'ConvViT-tiny backbone, SFP detection, train step', 'ViT-tiny backbone, ViTDet, train step',

@@ -159,8 +159,9 @@ def _md_line(values):
 
 def to_csv(table):
     """CSV text: one line per row (``kind`` ``measured``, ``released`` or ``published``;
-    the published values kept apart too, ``kind`` ``published-apart``); for each metric its value (percent, 2 decimals, empty when
-    missing), delta against the baseline, status and protocol."""
+    the published values kept apart too, ``kind`` ``published-apart``); for each metric its
+    value (percent, 2 decimals, empty when missing), delta against the baseline, status and
+    protocol."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator='\n')
     writer.writerow(['method', 'backbone', 'pretrain_epochs', 'pretrain_iters', 'kind',

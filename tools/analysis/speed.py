@@ -5,7 +5,8 @@ one run.
 
 Examples::
 
-    python tools/analysis/speed.py --out work_dirs/speed            # Base sizes, the figures the README reports
+    # Base sizes, the figures the README reports
+    python tools/analysis/speed.py --out work_dirs/speed
     python tools/analysis/speed.py --arch tiny --repeats 2 --out /tmp/speed   # a quick check
     # the transfer training steps only, the 1024 recipes at 512 (minutes on a small CPU)
     python tools/analysis/speed.py --rows convvit_fpn_train convvit_sfp_train \
